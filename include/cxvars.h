@@ -1,0 +1,214 @@
+/*
+ * cxvars.h - Python's contextvars (PEP 567) for C and POSIX threads.
+ *
+ * A cx_var is a key; a cx_context maps keys to values; every thread has a
+ * current context. cx_var_set() changes the binding in the current context
+ * only and returns a token that cx_var_reset() uses to undo that change.
+ * cx_copy_context() snapshots the current context in O(1); cx_context_run()
+ * makes a context current for the duration of a call.
+ *
+ * Conventions used in every comment of this header:
+ *   - "new reference": the caller owns it and must release it.
+ *   - "borrowed": valid only as long as stated; never release it.
+ *   - Every int-returning function returns 0 on success or a negative CX_E*
+ *     code; no function aborts or prints on bad input.
+ *
+ * Copyright (c) 2026 The cxvars authors. BSD-2-Clause, see LICENSE.
+ */
+#ifndef CXVARS_H
+#define CXVARS_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define CX_EXTERN __attribute__((visibility("default")))
+#else
+#define CX_EXTERN
+#endif
+
+/* ------------------------------------------------------------------ errors */
+
+/* X-macro: name, value, message. cx_strerror() and cx_err_name() are
+ * generated from this single table. */
+#define CX_ERRNO_MAP(XX)                                                      \
+    XX(ENOMEM, -1, "out of memory")                                           \
+    XX(EINVAL, -2, "invalid argument")                                        \
+    XX(ELOOKUP, -3, "variable has no value in this context (LookupError)")   \
+    XX(EBUSY, -4, "context already entered, or future running (RuntimeError)") \
+    XX(EUSED, -5, "token has already been used (RuntimeError)")               \
+    XX(EVAR, -6, "token was created by a different variable (ValueError)")    \
+    XX(ECONTEXT, -7, "token was created in a different context (ValueError)") \
+    XX(EAGAIN, -8, "resource temporarily unavailable")                        \
+    XX(ETIMEDOUT, -9, "deadline passed")                                      \
+    XX(ECANCELED, -10, "job was cancelled")                                   \
+    XX(ESHUTDOWN, -11, "pool is shut down")                                   \
+    XX(EFORK, -12, "object was created before fork() in the parent process")
+
+enum cx_errno {
+#define CX__ERRNO_ENUM(name, value, msg) CX_##name = (value),
+    CX_ERRNO_MAP(CX__ERRNO_ENUM)
+#undef CX__ERRNO_ENUM
+};
+
+/* Static strings; unknown codes get "unknown error" / "UNKNOWN". */
+CX_EXTERN const char *cx_strerror(int code);
+CX_EXTERN const char *cx_err_name(int code);
+
+/* --------------------------------------------------------------- allocator */
+
+/* Every allocation of the library (core and pool) goes through this pair.
+ * Call cx_set_allocator() before any other cx_* call (memory obtained from
+ * one allocator is returned to whichever is installed when it is freed).
+ * NULL restores malloc/free. CX_EINVAL if either function pointer is NULL. */
+typedef struct cx_allocator {
+    void *(*malloc)(size_t size);
+    void (*free)(void *ptr);
+} cx_allocator;
+
+CX_EXTERN int cx_set_allocator(const cx_allocator *a);
+
+/* --------------------------------------------------------------- variables */
+
+typedef struct cx_var cx_var;         /* ContextVar */
+typedef struct cx_token cx_token;     /* Token */
+typedef struct cx_context cx_context; /* Context */
+
+typedef struct cx_var_opts {
+    bool has_default;
+    void *default_value;        /* never destroyed by the library */
+    void (*destroy)(void *value); /* optional: values become owned, see set */
+} cx_var_opts;
+
+/* Creates a variable. *out receives a new reference (release it with
+ * cx_var_release). name is copied (NULL is CX_EINVAL); opts may be NULL. */
+CX_EXTERN int cx_var_new(cx_var **out, const char *name, const cx_var_opts *opts);
+
+/* Drops the creator's reference. Contexts, maps and tokens that still hold
+ * a binding of the variable keep it alive until they are gone. NULL is a
+ * no-op. */
+CX_EXTERN void cx_var_release(cx_var *var);
+
+/* Borrowed; valid while the variable is alive. NULL for a NULL var. */
+CX_EXTERN const char *cx_var_name(const cx_var *var);
+
+/* Value in the current context > the variable's default > CX_ELOOKUP.
+ * *out is borrowed: valid until this thread next changes this variable in
+ * its current context or leaves that context. Allocates nothing. */
+CX_EXTERN int cx_var_get(const cx_var *var, void **out);
+
+/* Value in the current context, else fallback (the variable's default is
+ * not consulted: fallback takes its place, as in Python's var.get(x)).
+ * Returns fallback for a NULL var. */
+CX_EXTERN void *cx_var_get_or(const cx_var *var, void *fallback);
+
+/* Binds value in the current context (creating this thread's context on
+ * first use). If tok is not NULL, *tok receives a new token reference.
+ * For a variable with a destroy callback, success hands one ownership unit
+ * of value to the library; failure (CX_ENOMEM) leaves it with the caller and
+ * changes nothing. */
+CX_EXTERN int cx_var_set(cx_var *var, void *value, cx_token **tok);
+
+/* Restores the binding tok recorded (the old value, or no binding if it was
+ * MISSING). Errors, checked in this order, change nothing:
+ *   CX_EUSED     the token was already used
+ *   CX_EVAR      the token belongs to another variable
+ *   CX_ECONTEXT  the token was made in another context than the current one
+ *   CX_ENOMEM    the new map could not be built
+ * The token stays owned by the caller: release it with cx_token_release. */
+CX_EXTERN int cx_var_reset(cx_var *var, cx_token *tok);
+
+/* ------------------------------------------------------------------ tokens */
+
+/* Borrowed; valid while the token is alive. NULL for NULL. */
+CX_EXTERN cx_var *cx_token_var(const cx_token *tok);
+/* The value before the set; CX_ELOOKUP if there was none (Token.MISSING).
+ * *out is borrowed: valid while the token is alive. */
+CX_EXTERN int cx_token_old_value(const cx_token *tok, void **out);
+CX_EXTERN bool cx_token_used(const cx_token *tok);
+CX_EXTERN void cx_token_release(cx_token *tok); /* NULL is a no-op */
+
+/* Python 3.14's `with var.set(value): ...`: sets, runs the block, resets and
+ * releases the token when the block ends normally or by break/continue
+ * (break leaves the CX_WITH block only, not an enclosing loop). Leaving the
+ * block by return or goto skips the reset: do not. If the set fails (out of
+ * memory) the block does not run. */
+struct cx__with {
+    cx_var *var;
+    cx_token *tok;
+    int once;
+};
+CX_EXTERN struct cx__with cx__with_enter(cx_var *var, void *value);
+CX_EXTERN void cx__with_exit(struct cx__with *w);
+#define CX__CAT2(a, b) a##b
+#define CX__CAT(a, b) CX__CAT2(a, b)
+#define CX_WITH(var, value)                                                   \
+    for (struct cx__with CX__CAT(cx__w_, __LINE__) = cx__with_enter((var), (value)); \
+         CX__CAT(cx__w_, __LINE__).tok != NULL;                               \
+         cx__with_exit(&CX__CAT(cx__w_, __LINE__)))                           \
+        for (; CX__CAT(cx__w_, __LINE__).once; CX__CAT(cx__w_, __LINE__).once = 0)
+
+/* ---------------------------------------------------------------- contexts */
+
+/* Context(): a new, empty context. New reference; NULL when out of memory. */
+CX_EXTERN cx_context *cx_context_new(void);
+/* copy_context(): a new context holding the current context's map, O(1).
+ * New reference; NULL when out of memory. */
+CX_EXTERN cx_context *cx_copy_context(void);
+/* Context.copy(): a new context with ctx's map, O(1). New reference; NULL
+ * for a NULL ctx or when out of memory. Safe while another thread runs in
+ * ctx (the copy is one consistent snapshot). */
+CX_EXTERN cx_context *cx_context_copy(const cx_context *ctx);
+/* Returns ctx (the same pointer, one more reference). */
+CX_EXTERN cx_context *cx_context_retain(cx_context *ctx);
+/* Drops a reference; NULL is a no-op. Releasing the last reference of a
+ * context that is entered is a caller bug (the runner borrows it). */
+CX_EXTERN void cx_context_release(cx_context *ctx);
+
+/* Context.run(): makes ctx current in this thread, calls fn(arg), restores
+ * the previous context. *result (if result is not NULL) receives fn's
+ * return value. CX_EBUSY, calling nothing, if ctx is already entered by
+ * this thread (recursion) or any other. ctx is borrowed: the caller keeps
+ * its reference until run returns. */
+CX_EXTERN int cx_context_run(cx_context *ctx, void *(*fn)(void *), void *arg,
+                             void **result);
+
+/* Mapping reads. Each is safe while another thread runs in ctx and sets
+ * variables: it sees one consistent map. Values are borrowed from that map
+ * (see cx_var_get for how long they stay valid). */
+CX_EXTERN int cx_context_get(const cx_context *ctx, const cx_var *var,
+                             void **out); /* ignores defaults; CX_ELOOKUP */
+CX_EXTERN bool cx_context_contains(const cx_context *ctx, const cx_var *var);
+CX_EXTERN size_t cx_context_len(const cx_context *ctx);
+/* Calls fn(var, value, arg) for every binding (var and value borrowed for
+ * the call); stops at the first non-zero return of fn and returns it.
+ * Allocates nothing. fn may use the cx_* API freely. */
+CX_EXTERN int cx_context_foreach(const cx_context *ctx,
+                                 int (*fn)(cx_var *var, void *value, void *arg),
+                                 void *arg);
+/* Same variables bound to the same (pointer-equal) values. */
+CX_EXTERN bool cx_context_equal(const cx_context *a, const cx_context *b);
+
+/* ----------------------------------------------------------------- threads */
+
+/* pthread_create() whose thread runs fn(arg) in a copy of the caller's
+ * current context (Python 3.14's Thread(context=copy_context())). Errors:
+ * CX_EINVAL, CX_ENOMEM, CX_EAGAIN (pthread_create refused). */
+CX_EXTERN int cx_thread_create(pthread_t *t, const pthread_attr_t *attr,
+                               void *(*fn)(void *), void *arg);
+/* As above but the thread runs in ctx itself: ctx is entered on the new
+ * thread's behalf before this call returns, so CX_EBUSY (and no thread) if
+ * ctx is already entered anywhere. The library holds a reference to ctx
+ * until the thread's fn returns. */
+CX_EXTERN int cx_thread_create_in(pthread_t *t, const pthread_attr_t *attr,
+                                  cx_context *ctx, void *(*fn)(void *), void *arg);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CXVARS_H */

@@ -1,0 +1,181 @@
+/* context.c - Context objects: creation, copies, run, and mapping reads. */
+#include "context.h"
+
+cx_context *cx_context_new(void)
+{
+    cx_context *ctx = cx__malloc(sizeof(*ctx));
+    if (ctx == NULL)
+        return NULL;
+    cx__ref_init(&ctx->ref);
+    ctx->entered = 0;
+    ctx->root = NULL;
+    if (pthread_spin_init(&ctx->lock, PTHREAD_PROCESS_PRIVATE) != 0) {
+        cx__free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+cx_context *cx__context_with_root(cx__node *root)
+{
+    cx_context *ctx = cx_context_new();
+    if (ctx == NULL) {
+        cx__map_release(root);
+        return NULL;
+    }
+    ctx->root = root;
+    return ctx;
+}
+
+cx_context *cx_context_retain(cx_context *ctx)
+{
+    if (ctx != NULL)
+        cx__ref_inc(&ctx->ref);
+    return ctx;
+}
+
+void cx_context_release(cx_context *ctx)
+{
+    if (ctx == NULL || !cx__ref_dec(&ctx->ref))
+        return;
+    cx__map_release(ctx->root);
+    pthread_spin_destroy(&ctx->lock);
+    cx__free(ctx);
+}
+
+/* True if the calling thread runs in ctx: it is then the only writer of
+ * ctx->root and may read it without the lock. */
+static bool is_owner(const cx_context *ctx)
+{
+    const cx__tstate *st = cx__ts;
+    return st != NULL && st->cur == ctx;
+}
+
+cx__node *cx__context_snapshot(const cx_context *ctx)
+{
+    cx_context *c = (cx_context *)ctx;
+    cx__node *root;
+    if (is_owner(ctx)) {
+        root = c->root;
+        cx__map_retain(root);
+        return root;
+    }
+    /* The owner cannot swap or update the root in place while we hold the
+     * lock, and it only updates in place what nobody else references: our
+     * reference, taken here, makes the root shared from now on. */
+    pthread_spin_lock(&c->lock);
+    root = c->root;
+    cx__map_retain(root);
+    pthread_spin_unlock(&c->lock);
+    return root;
+}
+
+cx_context *cx_copy_context(void)
+{
+    const cx__tstate *st = cx__ts;
+    cx__node *root = NULL;
+    if (st != NULL && st->cur != NULL) {
+        root = st->cur->root; /* we are its owner: no lock */
+        cx__map_retain(root);
+    }
+    return cx__context_with_root(root);
+}
+
+cx_context *cx_context_copy(const cx_context *ctx)
+{
+    if (ctx == NULL)
+        return NULL;
+    return cx__context_with_root(cx__context_snapshot(ctx));
+}
+
+int cx_context_run(cx_context *ctx, void *(*fn)(void *), void *arg, void **result)
+{
+    if (ctx == NULL || fn == NULL)
+        return CX_EINVAL;
+    cx__tstate *st = cx__tstate_get();
+    if (st == NULL)
+        return CX_ENOMEM;
+    if (!cx__try_enter(ctx))
+        return CX_EBUSY;
+    cx_context *prev = cx__switch_in(st, ctx);
+    void *r = fn(arg);
+    cx__switch_out(st, ctx, prev);
+    if (result != NULL)
+        *result = r;
+    return 0;
+}
+
+/* --- mapping reads. The owner reads its root directly; anyone else looks
+ * up under the lock and copies the value out before unlocking (the owner
+ * may release the binding right after). No reference is taken. */
+
+static bool lookup(const cx_context *ctx, const cx_var *var, void **value)
+{
+    cx_context *c = (cx_context *)ctx;
+    const cx__binding *b;
+    if (is_owner(ctx)) {
+        b = cx__map_find(c->root, var);
+        if (b != NULL)
+            *value = b->value;
+        return b != NULL;
+    }
+    pthread_spin_lock(&c->lock);
+    b = cx__map_find(c->root, var);
+    if (b != NULL)
+        *value = b->value;
+    pthread_spin_unlock(&c->lock);
+    return b != NULL;
+}
+
+int cx_context_get(const cx_context *ctx, const cx_var *var, void **out)
+{
+    if (ctx == NULL || var == NULL || out == NULL)
+        return CX_EINVAL;
+    return lookup(ctx, var, out) ? 0 : CX_ELOOKUP;
+}
+
+bool cx_context_contains(const cx_context *ctx, const cx_var *var)
+{
+    void *ignored;
+    return ctx != NULL && var != NULL && lookup(ctx, var, &ignored);
+}
+
+size_t cx_context_len(const cx_context *ctx)
+{
+    if (ctx == NULL)
+        return 0;
+    cx_context *c = (cx_context *)ctx;
+    if (is_owner(ctx))
+        return cx__map_len(c->root);
+    pthread_spin_lock(&c->lock);
+    size_t n = cx__map_len(c->root);
+    pthread_spin_unlock(&c->lock);
+    return n;
+}
+
+int cx_context_foreach(const cx_context *ctx, int (*fn)(cx_var *var, void *value, void *arg),
+                       void *arg)
+{
+    if (ctx == NULL || fn == NULL)
+        return CX_EINVAL;
+    /* fn may do anything, including setting variables in ctx: iterate a
+     * snapshot of our own. */
+    cx__node *root = cx__context_snapshot(ctx);
+    int rc = cx__map_foreach(root, fn, arg);
+    cx__map_release(root);
+    return rc;
+}
+
+bool cx_context_equal(const cx_context *a, const cx_context *b)
+{
+    if (a == NULL || b == NULL)
+        return a == b;
+    if (a == b)
+        return true;
+    cx__node *ra = cx__context_snapshot(a);
+    cx__node *rb = cx__context_snapshot(b);
+    bool eq = cx__map_equal(ra, rb);
+    cx__map_release(ra);
+    cx__map_release(rb);
+    return eq;
+}

@@ -1,0 +1,78 @@
+/* context.h - contexts and the per-thread current-context machinery. */
+#ifndef CX_CONTEXT_H
+#define CX_CONTEXT_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "hamt.h"
+#include "var.h"
+
+/* A context is a mutable holder of an immutable map.
+ *
+ * Invariants:
+ *  - `entered` is 1 while some thread has the context current (run, a
+ *    thread's own base context, cx_thread_create_in). It is taken with a
+ *    compare-and-swap, so of two racing threads exactly one enters.
+ *  - Only the thread that entered the context changes `root`, and it does
+ *    so holding `lock`. Other threads read `root` only under `lock`, long
+ *    enough to take a reference (a snapshot); so the owner, holding the
+ *    lock, knows a root with count 1 is seen by nobody and may update it in
+ *    place (hamt.c, "Ownership"). The owner itself reads `root` without the
+ *    lock: nobody else writes it.
+ */
+struct cx_context {
+    cx__ref ref;
+    unsigned int entered;
+    pthread_spinlock_t lock;
+    cx__node *root; /* owned; NULL is the empty map */
+};
+
+/* One direct-mapped cache line per variable slot. An entry is valid iff
+ * its gen equals the thread's gen; every set/reset/enter/exit in the thread
+ * bumps gen, which invalidates all entries at once. */
+typedef struct cx__cache_entry {
+    const cx_var *var; /* identity only, never dereferenced */
+    uint64_t gen;
+    void *value;       /* borrowed from the current map */
+    bool found;
+} cx__cache_entry;
+
+typedef struct cx__tstate {
+    uint64_t gen;
+    cx_context *cur;  /* borrowed from whoever entered it (run, thread
+                         trampoline), or == base */
+    cx_context *base; /* owned; created by the first set outside any run */
+    cx__cache_entry cache[CX__CACHE_SLOTS];
+} cx__tstate;
+
+/* This thread's state or NULL (never allocated by readers). The shared
+ * library uses the initial-exec TLS model: the default (global-dynamic)
+ * model adds a call to __tls_get_addr on every access. */
+extern __thread cx__tstate *cx__ts __attribute__((tls_model("initial-exec")));
+
+/* This thread's state, created on first need; NULL on ENOMEM. Borrowed. */
+CX__HIDDEN cx__tstate *cx__tstate_get(void);
+/* A fresh state not yet bound to any thread (new, owned); NULL on ENOMEM. */
+CX__HIDDEN cx__tstate *cx__tstate_new(void);
+/* Makes st (consumed) this thread's state; returns it borrowed. */
+CX__HIDDEN cx__tstate *cx__tstate_install(cx__tstate *st);
+/* The current context for a write, creating the base context; NULL on
+ * ENOMEM. Borrowed. */
+CX__HIDDEN cx_context *cx__current_for_write(cx__tstate *st);
+
+/* Enter/leave for an already-reserved context (entered == 1 is owned by
+ * the caller). Returns the previous current context (borrowed). */
+CX__HIDDEN cx_context *cx__switch_in(cx__tstate *st, cx_context *ctx);
+CX__HIDDEN void cx__switch_out(cx__tstate *st, cx_context *ctx, cx_context *prev);
+/* Atomically claims ctx->entered; false if already entered. */
+CX__HIDDEN bool cx__try_enter(cx_context *ctx);
+
+/* A reference to ctx's current map, consistent even while the owner sets
+ * (new reference, may be NULL for empty). */
+CX__HIDDEN cx__node *cx__context_snapshot(const cx_context *ctx);
+/* A new context holding the given map reference (consumed). NULL on
+ * ENOMEM (the reference is then released). */
+CX__HIDDEN cx_context *cx__context_with_root(cx__node *root);
+
+#endif

@@ -1,0 +1,56 @@
+/* refcount.h - atomic reference counts shared by every refcounted object
+ * (variables, map nodes, bindings, contexts, tokens, futures).
+ *
+ * Ordering: all writes a thread made to an object must be visible to the
+ * thread that destroys it. So each decrement is preceded by a release fence
+ * (our writes happen-before the decrement) and the thread that sees zero
+ * issues an acquire fence before destroying (every other holder's writes
+ * happen-before the destruction). Increments need no ordering: a thread can
+ * only increment a count it already holds a reference through. On x86 the
+ * fences are compiler barriers; the locked decrement orders the rest.
+ */
+#ifndef CX_REFCOUNT_H
+#define CX_REFCOUNT_H
+
+#include <ck_pr.h>
+#include <stdbool.h>
+
+#include "annotate.h"
+
+typedef struct cx__ref {
+    unsigned int n;
+} cx__ref;
+
+static inline void cx__ref_init(cx__ref *r) { r->n = 1; }
+
+static inline void cx__ref_inc(cx__ref *r) { ck_pr_inc_uint(&r->n); }
+
+/* Drops one reference; true when it was the last (the caller destroys). */
+static inline bool cx__ref_dec(cx__ref *r)
+{
+    bool zero;
+    /* Publish this holder's writes to whoever destroys the object. */
+    CX__HAPPENS_BEFORE(r);
+    ck_pr_fence_release();
+    ck_pr_dec_uint_zero(&r->n, &zero);
+    if (zero) {
+        /* See every other holder's writes before tearing down. */
+        ck_pr_fence_acquire();
+        CX__HAPPENS_AFTER(r);
+    }
+    return zero;
+}
+
+/* True if the caller holds the only reference (so nobody else can see the
+ * object unless the caller hands it out). The acquire pairs with the
+ * release in cx__ref_dec of the holder that left. */
+static inline bool cx__ref_unique(cx__ref *r)
+{
+    if (ck_pr_load_uint(&r->n) != 1)
+        return false;
+    ck_pr_fence_acquire();
+    CX__HAPPENS_AFTER(r);
+    return true;
+}
+
+#endif

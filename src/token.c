@@ -1,0 +1,144 @@
+/* token.c - set, reset and tokens (ContextVar.set/.reset, Token). */
+#include "context.h"
+
+struct cx_token {
+    cx_var *var;      /* owned reference */
+    cx_context *ctx;  /* owned reference: the context the set was made in */
+    cx__binding *old; /* owned reference, NULL for MISSING */
+    bool used;
+};
+
+/* After a successful change in this thread: every cached lookup is stale,
+ * except the one we know, which is written through. */
+static void cache_changed(cx__tstate *st, const cx_var *var, const cx__binding *now)
+{
+    st->gen++;
+    cx__cache_entry *e = &st->cache[var->slot];
+    e->var = var;
+    e->gen = st->gen;
+    e->found = now != NULL;
+    e->value = now != NULL ? now->value : NULL;
+}
+
+int cx_var_set(cx_var *var, void *value, cx_token **tokp)
+{
+    if (var == NULL)
+        return CX_EINVAL;
+    cx__tstate *st = cx__tstate_get();
+    if (st == NULL)
+        return CX_ENOMEM;
+    cx_context *ctx = cx__current_for_write(st);
+    if (ctx == NULL)
+        return CX_ENOMEM;
+    cx__binding *b = cx__binding_new(var, value);
+    if (b == NULL)
+        return CX_ENOMEM;
+    cx_token *tok = NULL;
+    if (tokp != NULL && (tok = cx__malloc(sizeof(*tok))) == NULL) {
+        cx__binding_discard(b);
+        return CX_ENOMEM;
+    }
+
+    cx__garbage g = {.n = 0};
+    cx__binding *old;
+    pthread_spin_lock(&ctx->lock);
+    int rc = cx__map_set(&ctx->root, b, &old, &g);
+    pthread_spin_unlock(&ctx->lock);
+    if (rc != 0) {
+        cx__free(tok);
+        cx__binding_discard(b); /* the value stays the caller's */
+        return rc;
+    }
+    cache_changed(st, var, b);
+
+    if (tok != NULL) {
+        cx__var_retain(var);
+        tok->var = var;
+        tok->ctx = cx_context_retain(ctx);
+        tok->old = old; /* the map's reference moves to the token */
+        tok->used = false;
+        *tokp = tok;
+    } else {
+        cx__obj_release((cx__obj *)old);
+    }
+    /* Released outside the lock: destroy callbacks may run. */
+    cx__garbage_release(&g);
+    return 0;
+}
+
+int cx_var_reset(cx_var *var, cx_token *tok)
+{
+    if (var == NULL || tok == NULL)
+        return CX_EINVAL;
+    if (tok->used)
+        return CX_EUSED;
+    if (tok->var != var)
+        return CX_EVAR;
+    cx__tstate *st = cx__ts;
+    if (st == NULL || st->cur != tok->ctx)
+        return CX_ECONTEXT;
+    cx_context *ctx = st->cur;
+
+    cx__garbage g = {.n = 0};
+    cx__binding *removed;
+    int rc;
+    pthread_spin_lock(&ctx->lock);
+    if (tok->old != NULL) {
+        cx__obj_retain(&tok->old->h); /* one for the map, the token keeps its own */
+        rc = cx__map_set(&ctx->root, tok->old, &removed, &g);
+    } else {
+        rc = cx__map_del(&ctx->root, var, &removed, &g);
+    }
+    pthread_spin_unlock(&ctx->lock);
+    if (rc != 0) {
+        if (tok->old != NULL)
+            cx__obj_release(&tok->old->h); /* not the last: the token holds one */
+        return rc;
+    }
+    tok->used = true;
+    cache_changed(st, var, tok->old);
+    cx__obj_release((cx__obj *)removed);
+    cx__garbage_release(&g);
+    return 0;
+}
+
+cx_var *cx_token_var(const cx_token *tok) { return tok == NULL ? NULL : tok->var; }
+
+int cx_token_old_value(const cx_token *tok, void **out)
+{
+    if (tok == NULL || out == NULL)
+        return CX_EINVAL;
+    if (tok->old == NULL)
+        return CX_ELOOKUP;
+    *out = tok->old->value;
+    return 0;
+}
+
+bool cx_token_used(const cx_token *tok) { return tok != NULL && tok->used; }
+
+void cx_token_release(cx_token *tok)
+{
+    if (tok == NULL)
+        return;
+    cx__obj_release((cx__obj *)tok->old);
+    cx_var_release(tok->var);
+    cx_context_release(tok->ctx);
+    cx__free(tok);
+}
+
+struct cx__with cx__with_enter(cx_var *var, void *value)
+{
+    struct cx__with w = {.var = var, .tok = NULL, .once = 1};
+    if (cx_var_set(var, value, &w.tok) != 0)
+        w.tok = NULL;
+    return w;
+}
+
+void cx__with_exit(struct cx__with *w)
+{
+    /* Can only fail if the block left the context it started in, which
+     * the CX_WITH contract forbids; the token is released regardless. */
+    (void)cx_var_reset(w->var, w->tok);
+    cx_token_release(w->tok);
+    w->tok = NULL;
+}

@@ -1,0 +1,111 @@
+/* tstate.c - per-thread state: the current context and the lookup cache.
+ *
+ * The state is reached through a thread-local pointer (fast, no call) and
+ * also registered under a pthread key, whose destructor frees it and the
+ * thread's base context when the thread exits: no leak per thread.
+ */
+#include <string.h>
+
+#include "context.h"
+
+__thread cx__tstate *cx__ts __attribute__((tls_model("initial-exec")));
+
+static pthread_key_t tstate_key;
+static pthread_once_t tstate_once = PTHREAD_ONCE_INIT;
+static int tstate_key_err;
+
+static void tstate_destroy(void *p)
+{
+    cx__tstate *st = p;
+    cx_context *base = st->base;
+    /* Destroy callbacks run by the release below see a thread without
+     * state; if they set variables, a new state is registered and this
+     * destructor runs again (POSIX repeats destructors for that case). */
+    cx__ts = NULL;
+    cx__free(st);
+    if (base != NULL) {
+        CX__HAPPENS_BEFORE(&base->entered);
+        ck_pr_fence_release();
+        ck_pr_store_uint(&base->entered, 0);
+        cx_context_release(base);
+    }
+}
+
+static void tstate_key_init(void)
+{
+    tstate_key_err = pthread_key_create(&tstate_key, tstate_destroy);
+}
+
+cx__tstate *cx__tstate_new(void)
+{
+    if (pthread_once(&tstate_once, tstate_key_init) != 0 || tstate_key_err != 0)
+        return NULL;
+    cx__tstate *st = cx__malloc(sizeof(*st));
+    if (st == NULL)
+        return NULL;
+    memset(st, 0, sizeof(*st));
+    st->gen = 1; /* zeroed cache entries (gen 0) are all invalid */
+    return st;
+}
+
+cx__tstate *cx__tstate_install(cx__tstate *st)
+{
+    /* Registering under the key is what frees st at thread exit. glibc
+     * cannot fail here (the key was created, its slot is preallocated). */
+    (void)pthread_setspecific(tstate_key, st);
+    cx__ts = st;
+    return st;
+}
+
+cx__tstate *cx__tstate_get(void)
+{
+    cx__tstate *st = cx__ts;
+    if (st != NULL)
+        return st;
+    st = cx__tstate_new();
+    return st == NULL ? NULL : cx__tstate_install(st);
+}
+
+cx_context *cx__current_for_write(cx__tstate *st)
+{
+    if (st->cur != NULL)
+        return st->cur;
+    cx_context *ctx = cx_context_new();
+    if (ctx == NULL)
+        return NULL;
+    /* Nobody else can reach a thread's base context; marking it entered
+     * keeps the "one runner per context" invariant uniform. */
+    ctx->entered = 1;
+    st->base = ctx;
+    st->cur = ctx;
+    return ctx;
+}
+
+bool cx__try_enter(cx_context *ctx)
+{
+    if (!ck_pr_cas_uint(&ctx->entered, 0, 1))
+        return false;
+    /* Pairs with the release in cx__switch_out of the previous runner:
+     * its changes to ctx->root are visible to us. */
+    ck_pr_fence_acquire();
+    CX__HAPPENS_AFTER(&ctx->entered);
+    return true;
+}
+
+cx_context *cx__switch_in(cx__tstate *st, cx_context *ctx)
+{
+    cx_context *prev = st->cur;
+    st->cur = ctx;
+    st->gen++;
+    return prev;
+}
+
+void cx__switch_out(cx__tstate *st, cx_context *ctx, cx_context *prev)
+{
+    st->cur = prev;
+    st->gen++;
+    /* Publish our changes to ctx before another thread can enter it. */
+    CX__HAPPENS_BEFORE(&ctx->entered);
+    ck_pr_fence_release();
+    ck_pr_store_uint(&ctx->entered, 0);
+}

@@ -1,0 +1,29 @@
+/* var.h - the variable object (ContextVar). */
+#ifndef CX_VAR_H
+#define CX_VAR_H
+
+#include <stdint.h>
+
+#include "alloc.h"
+#include "refcount.h"
+
+/* Slots in the per-thread lookup cache (power of two). */
+#define CX__CACHE_SLOTS 64
+
+struct cx_var {
+    cx__ref ref;
+    uint32_t hash;       /* from the address; tests may override it */
+    uint32_t slot;       /* hash & (CX__CACHE_SLOTS - 1) */
+    bool has_default;
+    void *default_value; /* borrowed from the creator, never destroyed */
+    void (*destroy)(void *value);
+    char name[];
+};
+
+static inline void cx__var_retain(cx_var *v) { cx__ref_inc(&v->ref); }
+
+/* Test-only: force the hash of a variable that is bound nowhere yet, to
+ * build exact map shapes (collisions, depth 8). */
+CX__HIDDEN void cx__var_set_hash(cx_var *v, uint32_t hash);
+
+#endif
