@@ -23,7 +23,7 @@ endif
 OPT         ?= -O2
 WARN        := -Wall -Wextra -Werror
 BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -g $(OPT) $(WARN) -Iinclude -Isrc
-LIB_CFLAGS  := -fPIC -fvisibility=hidden
+LIB_CFLAGS  := -fPIC -fvisibility=hidden -fno-semantic-interposition
 LDLIBS      := -lck -lpthread
 
 ifeq ($(SAN),asan)
@@ -34,6 +34,8 @@ CC          := clang
 SAN_FLAGS   := -fsanitize=thread -fno-omit-frame-pointer
 endif
 CFLAGS_ALL  := $(BASE_CFLAGS) $(SAN_FLAGS) $(CFLAGS)
+# Sanitizer runtimes are linked into programs, not shared libraries.
+NO_UNDEF    := $(if $(SAN),,-Wl,--no-undefined)
 LDFLAGS_ALL := $(SAN_FLAGS) $(LDFLAGS)
 
 LIB_SRCS    := $(wildcard src/*.c) $(wildcard pool/*.c)
@@ -70,7 +72,7 @@ $(STATIC_LIB): $(LIB_OBJS)
 	ar rcs $@ $^
 
 $(SHARED_REAL): $(LIB_OBJS)
-	$(CC) -shared -Wl,-soname,$(SHARED_SONAME) -Wl,--no-undefined $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS)
+	$(CC) -shared -Wl,-soname,$(SHARED_SONAME) $(NO_UNDEF) $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS)
 
 $(SHARED_LIB): $(SHARED_REAL)
 	ln -sf libcxvars.so.$(VERSION) $(B)/$(SHARED_SONAME)

@@ -1,6 +1,23 @@
 /* context.c - Context objects: creation, copies, run, and mapping reads. */
 #include "context.h"
 
+/* Context ids: unique, never reused, so a token can recognise the context
+ * it was made in without keeping it alive (an address could be reused).
+ * Each thread takes a block of ids at a time: no shared counter on the
+ * copy_context path. */
+#define ID_BLOCK (1u << 16)
+static uint64_t id_global = ID_BLOCK;
+static __thread uint64_t id_next, id_end;
+
+static uint64_t next_id(void)
+{
+    if (id_next == id_end) {
+        id_next = ck_pr_faa_64(&id_global, ID_BLOCK);
+        id_end = id_next + ID_BLOCK;
+    }
+    return id_next++;
+}
+
 cx_context *cx_context_new(void)
 {
     cx_context *ctx = cx__malloc(sizeof(*ctx));
@@ -8,6 +25,8 @@ cx_context *cx_context_new(void)
         return NULL;
     cx__ref_init(&ctx->ref);
     ctx->entered = 0;
+    ctx->private_ = false;
+    ctx->id = next_id();
     ctx->root = NULL;
     if (pthread_spin_init(&ctx->lock, PTHREAD_PROCESS_PRIVATE) != 0) {
         cx__free(ctx);
@@ -68,6 +87,14 @@ cx__node *cx__context_snapshot(const cx_context *ctx)
     cx__map_retain(root);
     pthread_spin_unlock(&c->lock);
     return root;
+}
+
+cx_context *cx__copy_context_private(void)
+{
+    cx_context *ctx = cx_copy_context();
+    if (ctx != NULL)
+        ctx->private_ = true;
+    return ctx;
 }
 
 cx_context *cx_copy_context(void)

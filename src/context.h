@@ -24,19 +24,47 @@
 struct cx_context {
     cx__ref ref;
     unsigned int entered;
+    /* True when no thread but the runner can reach this context (a
+     * thread's base context, a snapshot the pool or a thread trampoline
+     * keeps to itself): there are no readers to exclude, so the owner
+     * skips the lock. */
+    bool private_;
     pthread_spinlock_t lock;
+    uint64_t id;    /* unique for the life of the process; tokens keep it */
     cx__node *root; /* owned; NULL is the empty map */
 };
+
+/* The owner's lock around an update of ctx->root (see private_). */
+static inline void cx__owner_lock(cx_context *ctx)
+{
+    if (!ctx->private_)
+        pthread_spin_lock(&ctx->lock);
+}
+static inline void cx__owner_unlock(cx_context *ctx)
+{
+    if (!ctx->private_)
+        pthread_spin_unlock(&ctx->lock);
+}
 
 /* One direct-mapped cache line per variable slot. An entry is valid iff
  * its gen equals the thread's gen; every set/reset/enter/exit in the thread
  * bumps gen, which invalidates all entries at once. */
 typedef struct cx__cache_entry {
-    const cx_var *var; /* identity only, never dereferenced */
+    /* The variable's address (identity only, never dereferenced), with bit
+     * 0 set when the answer is "no binding": the hit test on the hot path
+     * is then a single compare against the untagged address. */
+    uintptr_t key;
     uint64_t gen;
-    void *value;       /* borrowed from the current map */
-    bool found;
+    void *value; /* borrowed from the current map */
 } cx__cache_entry;
+
+static inline void cx__cache_fill(cx__cache_entry *e, const cx_var *var, uint64_t gen,
+                                  bool found, void *value)
+{
+    e->key = (uintptr_t)var | (found ? 0u : 1u);
+    e->gen = gen;
+    e->value = value;
+}
 
 typedef struct cx__tstate {
     uint64_t gen;
@@ -74,5 +102,8 @@ CX__HIDDEN cx__node *cx__context_snapshot(const cx_context *ctx);
 /* A new context holding the given map reference (consumed). NULL on
  * ENOMEM (the reference is then released). */
 CX__HIDDEN cx_context *cx__context_with_root(cx__node *root);
+/* cx_copy_context() for a copy whose pointer the caller never shows to
+ * another thread (it may run it, or hand it to one runner). New reference. */
+CX__HIDDEN cx_context *cx__copy_context_private(void);
 
 #endif

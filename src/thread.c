@@ -56,7 +56,7 @@ int cx_thread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void 
 {
     if (t == NULL || fn == NULL)
         return CX_EINVAL;
-    cx_context *ctx = cx_copy_context();
+    cx_context *ctx = cx__copy_context_private();
     if (ctx == NULL)
         return CX_ENOMEM;
     ctx->entered = 1; /* a fresh copy nobody else has seen */

@@ -3,7 +3,8 @@
 
 struct cx_token {
     cx_var *var;      /* owned reference */
-    cx_context *ctx;  /* owned reference: the context the set was made in */
+    uint64_t ctx_id;  /* the context the set was made in (its id: the token
+                         does not keep the context alive) */
     cx__binding *old; /* owned reference, NULL for MISSING */
     bool used;
 };
@@ -14,10 +15,7 @@ static void cache_changed(cx__tstate *st, const cx_var *var, const cx__binding *
 {
     st->gen++;
     cx__cache_entry *e = &st->cache[var->slot];
-    e->var = var;
-    e->gen = st->gen;
-    e->found = now != NULL;
-    e->value = now != NULL ? now->value : NULL;
+    cx__cache_fill(e, var, st->gen, now != NULL, now != NULL ? now->value : NULL);
 }
 
 int cx_var_set(cx_var *var, void *value, cx_token **tokp)
@@ -41,9 +39,9 @@ int cx_var_set(cx_var *var, void *value, cx_token **tokp)
 
     cx__garbage g = {.n = 0};
     cx__binding *old;
-    pthread_spin_lock(&ctx->lock);
+    cx__owner_lock(ctx);
     int rc = cx__map_set(&ctx->root, b, &old, &g);
-    pthread_spin_unlock(&ctx->lock);
+    cx__owner_unlock(ctx);
     if (rc != 0) {
         cx__free(tok);
         cx__binding_discard(b); /* the value stays the caller's */
@@ -54,7 +52,7 @@ int cx_var_set(cx_var *var, void *value, cx_token **tokp)
     if (tok != NULL) {
         cx__var_retain(var);
         tok->var = var;
-        tok->ctx = cx_context_retain(ctx);
+        tok->ctx_id = ctx->id;
         tok->old = old; /* the map's reference moves to the token */
         tok->used = false;
         *tokp = tok;
@@ -75,21 +73,21 @@ int cx_var_reset(cx_var *var, cx_token *tok)
     if (tok->var != var)
         return CX_EVAR;
     cx__tstate *st = cx__ts;
-    if (st == NULL || st->cur != tok->ctx)
+    if (st == NULL || st->cur == NULL || st->cur->id != tok->ctx_id)
         return CX_ECONTEXT;
     cx_context *ctx = st->cur;
 
     cx__garbage g = {.n = 0};
     cx__binding *removed;
     int rc;
-    pthread_spin_lock(&ctx->lock);
+    cx__owner_lock(ctx);
     if (tok->old != NULL) {
         cx__obj_retain(&tok->old->h); /* one for the map, the token keeps its own */
         rc = cx__map_set(&ctx->root, tok->old, &removed, &g);
     } else {
         rc = cx__map_del(&ctx->root, var, &removed, &g);
     }
-    pthread_spin_unlock(&ctx->lock);
+    cx__owner_unlock(ctx);
     if (rc != 0) {
         if (tok->old != NULL)
             cx__obj_release(&tok->old->h); /* not the last: the token holds one */
@@ -122,7 +120,6 @@ void cx_token_release(cx_token *tok)
         return;
     cx__obj_release((cx__obj *)tok->old);
     cx_var_release(tok->var);
-    cx_context_release(tok->ctx);
     cx__free(tok);
 }
 

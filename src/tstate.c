@@ -76,6 +76,7 @@ cx_context *cx__current_for_write(cx__tstate *st)
     /* Nobody else can reach a thread's base context; marking it entered
      * keeps the "one runner per context" invariant uniform. */
     ctx->entered = 1;
+    ctx->private_ = true;
     st->base = ctx;
     st->cur = ctx;
     return ctx;

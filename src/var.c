@@ -58,44 +58,33 @@ void cx_var_release(cx_var *var)
 
 const char *cx_var_name(const cx_var *var) { return var == NULL ? NULL : var->name; }
 
-/* Looks var up in the current map and caches the answer. Allocates
- * nothing: a thread without state or context simply has no bindings. */
-static bool lookup_slow(const cx_var *var, void **value)
+/* The answer for var in this thread's current map, through the cache:
+ * true and *value, or false for "no binding". Allocates nothing: a thread
+ * without state or context simply has no bindings. */
+static bool lookup(const cx_var *var, void **value)
 {
     cx__tstate *st = cx__ts;
     if (st == NULL || st->cur == NULL)
         return false;
-    const cx__binding *b = cx__map_find(st->cur->root, var);
     cx__cache_entry *e = &st->cache[var->slot];
-    e->var = var;
-    e->gen = st->gen;
-    e->found = b != NULL;
-    e->value = b != NULL ? b->value : NULL;
+    if (e->gen == st->gen && (e->key & ~(uintptr_t)1) == (uintptr_t)var) {
+        *value = e->value;
+        return !(e->key & 1);
+    }
+    const cx__binding *b = cx__map_find(st->cur->root, var);
+    cx__cache_fill(e, var, st->gen, b != NULL, b != NULL ? b->value : NULL);
     if (b != NULL)
         *value = b->value;
     return b != NULL;
 }
 
-/* Cache probe: 1 = hit with value, 0 = hit without binding, -1 = miss. */
-static inline int probe(const cx_var *var, void **value)
-{
-    const cx__tstate *st = cx__ts;
-    if (__builtin_expect(st == NULL, 0))
-        return -1;
-    const cx__cache_entry *e = &st->cache[var->slot];
-    if (__builtin_expect(e->var != var || e->gen != st->gen, 0))
-        return -1;
-    *value = e->value;
-    return e->found;
-}
-
-int cx_var_get(const cx_var *var, void **out)
+/* Everything but a cache hit with a binding. */
+static __attribute__((noinline)) int get_miss(const cx_var *var, void **out)
 {
     if (var == NULL || out == NULL)
         return CX_EINVAL;
     void *v;
-    int hit = probe(var, &v);
-    if (__builtin_expect(hit > 0, 1) || (hit < 0 && lookup_slow(var, &v))) {
+    if (lookup(var, &v)) {
         *out = v;
         return 0;
     }
@@ -106,13 +95,34 @@ int cx_var_get(const cx_var *var, void **out)
     return CX_ELOOKUP;
 }
 
-void *cx_var_get_or(const cx_var *var, void *fallback)
+static __attribute__((noinline)) void *get_or_miss(const cx_var *var, void *fallback)
 {
-    if (var == NULL)
-        return fallback;
     void *v;
-    int hit = probe(var, &v);
-    if (__builtin_expect(hit > 0, 1) || (hit < 0 && lookup_slow(var, &v)))
+    if (var != NULL && lookup(var, &v))
         return v;
     return fallback;
+}
+
+/* The hit path: a thread-local load, the variable's slot, two compares.
+ * No stack frame; anything else is a tail call. */
+#define CACHE_HIT(st, var) \
+    ((st) != NULL && (var) != NULL && (st)->cache[(var)->slot].key == (uintptr_t)(var) && \
+     (st)->cache[(var)->slot].gen == (st)->gen)
+
+int cx_var_get(const cx_var *var, void **out)
+{
+    const cx__tstate *st = cx__ts;
+    if (__builtin_expect(CACHE_HIT(st, var) && out != NULL, 1)) {
+        *out = st->cache[var->slot].value;
+        return 0;
+    }
+    return get_miss(var, out);
+}
+
+void *cx_var_get_or(const cx_var *var, void *fallback)
+{
+    const cx__tstate *st = cx__ts;
+    if (__builtin_expect(CACHE_HIT(st, var), 1))
+        return st->cache[var->slot].value;
+    return get_or_miss(var, fallback);
 }
