@@ -5,7 +5,14 @@ struct cx_token {
     cx_var *var;      /* owned reference */
     uint64_t ctx_id;  /* the context the set was made in (its id: the token
                          does not keep the context alive) */
-    cx__binding *old; /* owned reference, NULL for MISSING */
+    /* The binding the set replaced (owned reference), or NULL. For a
+     * variable without destroy callback the value is a plain word the token
+     * keeps a copy of, so reset can move this reference back into the map
+     * instead of sharing it (two atomic operations fewer); with a destroy
+     * callback the token keeps the binding, which keeps old_value alive. */
+    cx__binding *old;
+    void *old_value;
+    bool has_old; /* false: the variable was unbound (Token.MISSING) */
     bool used;
 };
 
@@ -54,6 +61,8 @@ int cx_var_set(cx_var *var, void *value, cx_token **tokp)
         tok->var = var;
         tok->ctx_id = ctx->id;
         tok->old = old; /* the map's reference moves to the token */
+        tok->has_old = old != NULL;
+        tok->old_value = old != NULL ? old->value : NULL;
         tok->used = false;
         *tokp = tok;
     } else {
@@ -81,20 +90,25 @@ int cx_var_reset(cx_var *var, cx_token *tok)
     cx__binding *removed;
     int rc;
     cx__owner_lock(ctx);
-    if (tok->old != NULL) {
-        cx__obj_retain(&tok->old->h); /* one for the map, the token keeps its own */
-        rc = cx__map_set(&ctx->root, tok->old, &removed, &g);
+    cx__binding *back = tok->old;
+    bool move = back != NULL && var->destroy == NULL;
+    if (back != NULL) {
+        if (!move)
+            cx__obj_retain(&back->h); /* one for the map, the token keeps its own */
+        rc = cx__map_set(&ctx->root, back, &removed, &g);
     } else {
         rc = cx__map_del(&ctx->root, var, &removed, &g);
     }
     cx__owner_unlock(ctx);
     if (rc != 0) {
-        if (tok->old != NULL)
-            cx__obj_release(&tok->old->h); /* not the last: the token holds one */
+        if (back != NULL && !move)
+            cx__obj_release(&back->h); /* not the last: the token holds one */
         return rc;
     }
+    if (move)
+        tok->old = NULL; /* its reference is the map's now */
     tok->used = true;
-    cache_changed(st, var, tok->old);
+    cache_changed(st, var, back);
     cx__obj_release((cx__obj *)removed);
     cx__garbage_release(&g);
     return 0;
@@ -106,9 +120,9 @@ int cx_token_old_value(const cx_token *tok, void **out)
 {
     if (tok == NULL || out == NULL)
         return CX_EINVAL;
-    if (tok->old == NULL)
+    if (!tok->has_old)
         return CX_ELOOKUP;
-    *out = tok->old->value;
+    *out = tok->old_value;
     return 0;
 }
 
