@@ -31,6 +31,14 @@ static inline bool cx__ref_dec(cx__ref *r)
     bool zero;
     /* Publish this holder's writes to whoever destroys the object. */
     CX__HAPPENS_BEFORE(r);
+    /* A count of 1 is our own reference: nobody else holds one, and only
+     * a holder can add one, so no other thread can touch the count. The
+     * last release (the common case) then needs no locked instruction. */
+    if (ck_pr_load_uint(&r->n) == 1) {
+        ck_pr_fence_acquire();
+        CX__HAPPENS_AFTER(r);
+        return true;
+    }
     ck_pr_fence_release();
     ck_pr_dec_uint_zero(&r->n, &zero);
     if (zero) {
