@@ -1,0 +1,362 @@
+/* bench_core.c - speed of the core API (get, set/reset, copy, run, CX_WITH)
+ * beside its anchors (a TLS read, pthread_getspecific, malloc+free of 48
+ * bytes), all in one process, linked against the shared library.
+ *
+ * Method
+ *  - Every figure is a loop of `iters` operations timed with
+ *    CLOCK_MONOTONIC; the value is ns per operation (loop overhead
+ *    included, for the anchors as well). `iters` is calibrated once per
+ *    figure so that one sample lasts about BENCH_SAMPLE_MS (default 12 ms).
+ *  - BENCH_REPS repetitions (default 7), interleaved: each repetition takes
+ *    one sample of every figure in turn (round robin, starting one figure
+ *    later each time), so a drift of the machine's speed hits both sides of
+ *    a ratio alike. The reported value is the median of the samples.
+ *  - Results are kept alive: every value read goes through an asm sink and
+ *    every status is or-ed together and checked after the loop. All cx_*
+ *    calls are calls into the shared library through the PLT, as for users.
+ *  - Figures @N run inside a context holding N variables (entered with
+ *    cx_context_run; the entering is outside the timed loop).
+ */
+#include <pthread.h>
+
+#include "bench.h"
+#include "cxvars.h"
+
+#define MAX_REPS 31
+#define MAX_FIGS 64
+#define MAX_N 100000
+
+static const unsigned kN[] = {1, 10, 100, 1000, 10000, 100000};
+#define NN (sizeof(kN) / sizeof(kN[0]))
+
+typedef struct fig fig;
+typedef double (*body_fn)(fig *f, uint64_t iters); /* ns per operation */
+
+struct fig {
+    char name[48];
+    body_fn body;
+    cx_context *ctx; /* run the body inside this context, or NULL */
+    cx_var *var;     /* the variable the body works on */
+    cx_var **cycle;  /* get_walk: the variables read in turn */
+    unsigned ncycle;
+    uint64_t iters;
+    double s[MAX_REPS];
+};
+
+static fig figs[MAX_FIGS];
+static int nfigs;
+
+static cx_var *vars[MAX_N]; /* the variables; context N holds vars[0..N-1] */
+static cx_context *ctx_n[NN];
+static cx_var *var_unset;   /* bound nowhere, no default */
+static cx_var *var_default; /* bound nowhere, has a default */
+static cx_context *ctx_run; /* empty, for run_noop */
+static pthread_key_t key;
+static __thread void *tls_slot;
+static int dummy_obj;
+
+/* ------------------------------------------------------------- bodies */
+
+static double body_tls(fig *f, uint64_t n)
+{
+    (void)f;
+    uint64_t t0 = bench_now_ns();
+    for (uint64_t i = 0; i < n; i++) {
+        BENCH_BARRIER(); /* forces a fresh load of the TLS slot */
+        void *p = tls_slot;
+        BENCH_SINK(p);
+    }
+    return (double)(bench_now_ns() - t0) / (double)n;
+}
+
+static double body_getspecific(fig *f, uint64_t n)
+{
+    (void)f;
+    uint64_t t0 = bench_now_ns();
+    for (uint64_t i = 0; i < n; i++) {
+        void *p = pthread_getspecific(key);
+        BENCH_SINK(p);
+    }
+    return (double)(bench_now_ns() - t0) / (double)n;
+}
+
+static double body_malloc(fig *f, uint64_t n)
+{
+    (void)f;
+    uint64_t t0 = bench_now_ns();
+    for (uint64_t i = 0; i < n; i++) {
+        void *p = malloc(48);
+        BENCH_SINK(p); /* escapes: the pair cannot be elided */
+        free(p);
+    }
+    return (double)(bench_now_ns() - t0) / (double)n;
+}
+
+static double body_get(fig *f, uint64_t n)
+{
+    const cx_var *v = f->var;
+    int rc = 0;
+    uint64_t t0 = bench_now_ns();
+    for (uint64_t i = 0; i < n; i++) {
+        void *out;
+        rc |= cx_var_get(v, &out);
+        BENCH_SINK(out);
+    }
+    double r = (double)(bench_now_ns() - t0) / (double)n;
+    BENCH_CHECK(rc == 0);
+    return r;
+}
+
+static double body_get_walk(fig *f, uint64_t n)
+{
+    cx_var **cyc = f->cycle;
+    unsigned m = f->ncycle, j = 0;
+    int rc = 0;
+    uint64_t t0 = bench_now_ns();
+    for (uint64_t i = 0; i < n; i++) {
+        void *out;
+        rc |= cx_var_get(cyc[j], &out);
+        BENCH_SINK(out);
+        if (++j == m)
+            j = 0;
+    }
+    double r = (double)(bench_now_ns() - t0) / (double)n;
+    BENCH_CHECK(rc == 0);
+    return r;
+}
+
+static double body_get_or(fig *f, uint64_t n)
+{
+    const cx_var *v = f->var;
+    void *fallback = &dummy_obj;
+    uint64_t t0 = bench_now_ns();
+    for (uint64_t i = 0; i < n; i++) {
+        void *out = cx_var_get_or(v, fallback);
+        BENCH_SINK(out);
+    }
+    return (double)(bench_now_ns() - t0) / (double)n;
+}
+
+/* One pair: set (with a token) + reset with that token + token release. */
+static double body_set_reset(fig *f, uint64_t n)
+{
+    cx_var *v = f->var;
+    int rc = 0;
+    uint64_t t0 = bench_now_ns();
+    for (uint64_t i = 0; i < n; i++) {
+        cx_token *tok;
+        rc |= cx_var_set(v, (void *)(uintptr_t)(i | 1), &tok);
+        rc |= cx_var_reset(v, tok);
+        cx_token_release(tok);
+    }
+    double r = (double)(bench_now_ns() - t0) / (double)n;
+    BENCH_CHECK(rc == 0);
+    return r;
+}
+
+static double body_copy(fig *f, uint64_t n)
+{
+    (void)f;
+    uint64_t t0 = bench_now_ns();
+    for (uint64_t i = 0; i < n; i++) {
+        cx_context *c = cx_copy_context();
+        BENCH_SINK(c);
+        cx_context_release(c);
+    }
+    return (double)(bench_now_ns() - t0) / (double)n;
+}
+
+static void *noop(void *arg) { return arg; }
+
+static double body_run(fig *f, uint64_t n)
+{
+    (void)f;
+    int rc = 0;
+    uint64_t t0 = bench_now_ns();
+    for (uint64_t i = 0; i < n; i++)
+        rc |= cx_context_run(ctx_run, noop, NULL, NULL);
+    double r = (double)(bench_now_ns() - t0) / (double)n;
+    BENCH_CHECK(rc == 0);
+    return r;
+}
+
+static double body_with(fig *f, uint64_t n)
+{
+    cx_var *v = f->var;
+    uint64_t t0 = bench_now_ns();
+    for (uint64_t i = 0; i < n; i++) {
+        CX_WITH(v, &dummy_obj) { BENCH_BARRIER(); }
+    }
+    return (double)(bench_now_ns() - t0) / (double)n;
+}
+
+/* ------------------------------------------------------------- driver */
+
+struct call {
+    fig *f;
+    uint64_t iters;
+    double result;
+};
+
+static void *call_body(void *arg)
+{
+    struct call *c = arg;
+    c->result = c->f->body(c->f, c->iters);
+    return NULL;
+}
+
+static double sample(fig *f, uint64_t iters)
+{
+    struct call c = {f, iters, 0};
+    if (f->ctx == NULL)
+        call_body(&c);
+    else
+        BENCH_CHECK(cx_context_run(f->ctx, call_body, &c, NULL) == 0);
+    return c.result;
+}
+
+static fig *add(const char *name, body_fn body, cx_context *ctx, cx_var *var)
+{
+    BENCH_CHECK(nfigs < MAX_FIGS);
+    fig *f = &figs[nfigs++];
+    snprintf(f->name, sizeof(f->name), "%s", name);
+    f->body = body;
+    f->ctx = ctx;
+    f->var = var;
+    return f;
+}
+
+static void *fill(void *arg)
+{
+    unsigned n = *(unsigned *)arg;
+    for (unsigned i = 0; i < n; i++)
+        BENCH_CHECK(cx_var_set(vars[i], (void *)(uintptr_t)(i + 1), NULL) == 0);
+    return NULL;
+}
+
+static void setup(void)
+{
+    BENCH_CHECK(pthread_key_create(&key, NULL) == 0);
+    BENCH_CHECK(pthread_setspecific(key, &dummy_obj) == 0);
+    tls_slot = &dummy_obj;
+    for (unsigned i = 0; i < MAX_N; i++)
+        BENCH_CHECK(cx_var_new(&vars[i], "bench.var", NULL) == 0);
+    BENCH_CHECK(cx_var_new(&var_unset, "bench.unset", NULL) == 0);
+    cx_var_opts o = {.has_default = true, .default_value = &dummy_obj};
+    BENCH_CHECK(cx_var_new(&var_default, "bench.default", &o) == 0);
+    for (unsigned k = 0; k < NN; k++) {
+        unsigned n = kN[k];
+        ctx_n[k] = cx_context_new();
+        BENCH_CHECK(ctx_n[k] != NULL);
+        BENCH_CHECK(cx_context_run(ctx_n[k], fill, &n, NULL) == 0);
+        BENCH_CHECK(cx_context_len(ctx_n[k]) == n);
+        void *v;
+        BENCH_CHECK(cx_context_get(ctx_n[k], vars[n / 2], &v) == 0 &&
+                    v == (void *)(uintptr_t)(n / 2 + 1));
+    }
+    ctx_run = cx_context_new();
+    BENCH_CHECK(ctx_run != NULL);
+}
+
+static cx_context *ctx_of(unsigned n)
+{
+    for (unsigned k = 0; k < NN; k++)
+        if (kN[k] == n)
+            return ctx_n[k];
+    return NULL;
+}
+
+int main(void)
+{
+    int reps = (int)bench_env_long("BENCH_REPS", 7);
+    if (reps > MAX_REPS)
+        reps = MAX_REPS;
+    double sample_ns = (double)bench_env_long("BENCH_SAMPLE_MS", 12) * 1e6;
+
+    setup();
+    char nm[48];
+    add("tls_read_ns", body_tls, NULL, NULL);
+    add("pthread_getspecific_ns", body_getspecific, NULL, NULL);
+    add("malloc_free_ns", body_malloc, NULL, NULL);
+    for (unsigned k = 0; k < NN; k++) {
+        snprintf(nm, sizeof(nm), "get_hit_ns@%u", kN[k]);
+        add(nm, body_get, ctx_n[k], vars[kN[k] / 2]);
+    }
+    /* Extra, not in SPEC: reads cycling over 1000 different bound
+     * variables, far more than the 64-entry per-thread cache holds, so
+     * nearly every read walks the map (the uncached path). */
+    for (unsigned k = 0; k < NN; k++) {
+        if (kN[k] < 1000)
+            continue;
+        snprintf(nm, sizeof(nm), "get_walk_ns@%u", kN[k]);
+        fig *f = add(nm, body_get_walk, ctx_n[k], NULL);
+        f->ncycle = 1000;
+        f->cycle = malloc(f->ncycle * sizeof(*f->cycle));
+        BENCH_CHECK(f->cycle != NULL);
+        for (unsigned i = 0; i < f->ncycle; i++)
+            f->cycle[i] = vars[(uint64_t)i * kN[k] / f->ncycle];
+    }
+    add("get_default_ns", body_get, ctx_of(10), var_default);
+    add("get_or_miss_ns", body_get_or, ctx_of(10), var_unset);
+    for (unsigned k = 0; k < NN; k++) {
+        snprintf(nm, sizeof(nm), "set_reset_ns@%u", kN[k]);
+        add(nm, body_set_reset, ctx_n[k], vars[kN[k] / 2]);
+    }
+    /* set of a variable not yet bound (an insert), reset (a delete). */
+    for (unsigned k = 0; k < NN; k++) {
+        snprintf(nm, sizeof(nm), "set_reset_new_ns@%u", kN[k]);
+        add(nm, body_set_reset, ctx_n[k], var_unset);
+    }
+    for (unsigned k = 0; k < NN; k++) {
+        snprintf(nm, sizeof(nm), "copy_context_ns@%u", kN[k]);
+        add(nm, body_copy, ctx_n[k], NULL);
+    }
+    add("run_noop_ns", body_run, NULL, NULL);
+    add("with_scope_ns", body_with, ctx_of(10), var_unset);
+
+    /* Calibration (doubles as warm-up): grow until a run lasts >= 1/8 of
+     * a sample, then scale to a full sample. */
+    for (int i = 0; i < nfigs; i++) {
+        fig *f = &figs[i];
+        uint64_t it = 256;
+        double per;
+        for (;;) {
+            per = sample(f, it);
+            if (per * (double)it >= sample_ns / 8 || it >= (1ull << 40))
+                break;
+            it *= 4;
+        }
+        f->iters = (uint64_t)(sample_ns / (per > 0.01 ? per : 0.01));
+        if (f->iters < 16)
+            f->iters = 16;
+    }
+    for (int r = 0; r < reps; r++)
+        for (int j = 0; j < nfigs; j++) {
+            fig *f = &figs[(j + r) % nfigs];
+            f->s[r] = sample(f, f->iters);
+        }
+    for (int i = 0; i < nfigs; i++) {
+        fig *f = &figs[i];
+        if (getenv("BENCH_VERBOSE") != NULL) {
+            double lo = f->s[0], hi = f->s[0];
+            for (int r = 1; r < reps; r++) {
+                lo = f->s[r] < lo ? f->s[r] : lo;
+                hi = f->s[r] > hi ? f->s[r] : hi;
+            }
+            fprintf(stderr, "  %-26s min %8.3f max %8.3f iters %llu\n", f->name, lo, hi,
+                    (unsigned long long)f->iters);
+        }
+        bench_print(f->name, bench_median(f->s, reps), "ns");
+    }
+
+    for (unsigned k = 0; k < NN; k++)
+        cx_context_release(ctx_n[k]);
+    cx_context_release(ctx_run);
+    for (unsigned i = 0; i < MAX_N; i++)
+        cx_var_release(vars[i]);
+    cx_var_release(var_unset);
+    cx_var_release(var_default);
+    for (int i = 0; i < nfigs; i++)
+        free(figs[i].cycle);
+    return 0;
+}

@@ -1,0 +1,118 @@
+/* bench_report.c - reads the figures the benchmark programs printed
+ * (name<TAB>value<TAB>unit on stdin) and prints the SPEC section 4 ratios in
+ * the same format on stdout; on stderr, each target with its verdict.
+ *
+ * Each ratio is a ratio of two medians measured in the same program with
+ * interleaved repetitions (see bench_core.c and bench_pool.c). A ratio
+ * whose inputs are missing (e.g. the pool was not built) is printed as nan.
+ */
+#include <math.h>
+
+#include "bench.h"
+
+#define MAX_LINES 256
+
+static struct {
+    char name[64];
+    double value;
+} tab[MAX_LINES];
+static int ntab;
+
+static double fig(const char *name)
+{
+    for (int i = 0; i < ntab; i++)
+        if (strcmp(tab[i].name, name) == 0)
+            return tab[i].value;
+    return NAN;
+}
+
+static const unsigned kN[] = {1, 10, 100, 1000, 10000, 100000};
+#define NN (sizeof(kN) / sizeof(kN[0]))
+
+/* Max (want_max) or min over N of prefix@N; nan if any is missing. */
+static double over_n(const char *prefix, int want_max)
+{
+    double r = NAN;
+    char nm[64];
+    for (unsigned k = 0; k < NN; k++) {
+        snprintf(nm, sizeof(nm), "%s@%u", prefix, kN[k]);
+        double v = fig(nm);
+        if (isnan(v))
+            return NAN;
+        if (isnan(r) || (want_max ? v > r : v < r))
+            r = v;
+    }
+    return r;
+}
+
+static void verdict(const char *what, double value, double limit, int at_least,
+                    const char *unit)
+{
+    const char *v;
+    if (isnan(value))
+        v = "not measured";
+    else if (at_least ? value >= limit : value <= limit)
+        v = "MET";
+    else
+        v = "MISSED";
+    fprintf(stderr, "  %-52s %9.3f%-2s %s %6.2f%-2s  %s\n", what, value, unit,
+            at_least ? ">=" : "<=", limit, unit, v);
+}
+
+int main(void)
+{
+    char line[256];
+    while (fgets(line, sizeof(line), stdin) != NULL && ntab < MAX_LINES) {
+        char *tab1 = strchr(line, '\t');
+        if (tab1 == NULL)
+            continue;
+        *tab1 = '\0';
+        if (strlen(line) >= sizeof(tab[ntab].name))
+            continue;
+        memcpy(tab[ntab].name, line, strlen(line) + 1);
+        tab[ntab].value = strtod(tab1 + 1, NULL);
+        ntab++;
+    }
+
+    double gs = fig("pthread_getspecific_ns");
+    double mf = fig("malloc_free_ns");
+    /* The SPEC target covers every N from 1 to 100,000: the worst (max)
+     * get over N is what is compared. */
+    double r_get = over_n("get_hit_ns", 1) / gs;
+    double r_set = fig("set_reset_ns@10") / mf;
+    double r_growth = fig("set_reset_ns@100000") / fig("set_reset_ns@10");
+    double r_copy = over_n("copy_context_ns", 1) / over_n("copy_context_ns", 0);
+    double r_pool = fig("pool_job_ns") / fig("gthreadpool_job_ns");
+    double r_prop = fig("pool_job_ns") / fig("pool_job_noprop_ns") - 1;
+    double r_manual = fig("manual_keys_job_ns@64") / fig("cxpool_vars_job_ns@64");
+
+    bench_print("ratio_get_vs_getspecific", r_get, "x");
+    bench_print("ratio_setreset_vs_malloc", r_set, "x");
+    bench_print("ratio_setreset_growth", r_growth, "x");
+    bench_print("ratio_copy_max_over_min", r_copy, "x");
+    bench_print("ratio_pool_vs_gthreadpool", r_pool, "x");
+    bench_print("ratio_prop_overhead", r_prop, "frac");
+    bench_print("ratio_manual64_vs_cxpool64", r_manual, "x");
+
+    /* Absolute targets are meant for a moment when malloc(48)+free costs
+     * about 12 ns: also shown scaled to that speed. */
+    double scale = 12.0 / mf;
+    fprintf(stderr, "SPEC section 4 targets (ns figures also scaled to malloc_free = 12 ns: x%.3f)\n",
+            scale);
+    verdict("get hit, max over N=1..100000 / getspecific", r_get, 0.75, 0, "x");
+    verdict("set+reset @10 (ns, as measured)", fig("set_reset_ns@10"), 40, 0, "ns");
+    verdict("set+reset @10 (ns, scaled)", fig("set_reset_ns@10") * scale, 40, 0, "ns");
+    verdict("set+reset @10 / malloc+free", r_set, 4, 0, "x");
+    verdict("set+reset @100000 / @10", r_growth, 4, 0, "x");
+    verdict("copy_context, max over N (ns, as measured)", over_n("copy_context_ns", 1), 15, 0,
+            "ns");
+    verdict("copy_context, max over N (ns, scaled)", over_n("copy_context_ns", 1) * scale, 15,
+            0, "ns");
+    verdict("copy_context max/min over N", r_copy, 1.3, 0, "x");
+    verdict("run no-op (ns, as measured)", fig("run_noop_ns"), 15, 0, "ns");
+    verdict("run no-op (ns, scaled)", fig("run_noop_ns") * scale, 15, 0, "ns");
+    verdict("pool job / GThreadPool job", r_pool, 1, 0, "x");
+    verdict("pool propagation overhead (fraction)", r_prop, 0.10, 0, "");
+    verdict("manual 64 keys / cxpool 64 vars", r_manual, 4, 1, "x");
+    return 0;
+}
