@@ -39,4 +39,46 @@ check-examples: $(EXAMPLE_BINS)
 	  tail -n 1 $$x.out; n=$$((n+1)); \
 	done; echo "== examples: $$n passed, 0 failed"
 
-CHECK_PARTS += check-examples
+# ------------------------------------------------------------ install test
+# A staged install, used the way a packager or a downstream build would:
+# PKG_CONFIG_SYSROOT_DIR makes pkg-config point every -I/-L into the
+# DESTDIR copy. The program is the README example, compiled with nothing
+# but what pkg-config says (no -Iinclude from this tree).
+INSTALL_TEST := $(abspath $(B))/install-test
+
+check-install: lib
+	@set -e; t=$(INSTALL_TEST); root=$$t/root; rm -rf $$t; mkdir -p $$root; \
+	echo "== install into DESTDIR=$$root PREFIX=/usr/local"; \
+	$(MAKE) --no-print-directory install DESTDIR=$$root PREFIX=/usr/local > $$t/install.log 2>&1 \
+	  || { cat $$t/install.log; exit 1; }; \
+	for f in include/cxvars.h include/cxpool.h lib/libcxvars.a lib/libcxvars.so \
+	         lib/libcxvars.so.$(SOVERSION) lib/libcxvars.so.$(VERSION) lib/pkgconfig/cxvars.pc; do \
+	  test -e $$root/usr/local/$$f || { echo "check-install: $$f was not installed"; exit 1; }; \
+	done; \
+	pc() { PKG_CONFIG_PATH=$$root/usr/local/lib/pkgconfig PKG_CONFIG_SYSROOT_DIR=$$root \
+	       pkg-config "$$@" cxvars; }; \
+	cp examples/readme_example.c $$t/prog.c; cd $$t; \
+	shared_flags=$$(pc --cflags --libs); static_flags=$$(pc --static --cflags --libs); \
+	echo "== pkg-config --cflags --libs cxvars: $$shared_flags"; \
+	echo "== pkg-config --static --cflags --libs cxvars: $$static_flags"; \
+	case "$$shared_flags" in *"-L$$root/usr/local/lib"*) ;; \
+	  *) echo "check-install: pkg-config does not point into DESTDIR"; exit 1;; esac; \
+	$(CC) -std=c11 -Wall -Wextra -Werror prog.c -o prog-shared $$shared_flags \
+	  -Wl,-rpath,$$root/usr/local/lib; \
+	$(CC) -std=c11 -Wall -Wextra -Werror prog.c -o prog-static -static $$static_flags; \
+	ldd prog-shared | grep -q "$$root/usr/local/lib/libcxvars.so.$(SOVERSION)" \
+	  || { echo "check-install: prog-shared does not load the installed libcxvars.so"; ldd prog-shared; exit 1; }; \
+	! ldd prog-static > /dev/null 2>&1 || { echo "check-install: prog-static is dynamic"; exit 1; }; \
+	for p in prog-shared prog-static; do \
+	  ./$$p > $$p.out; cat $$p.out | sed "s/^/   $$p | /"; \
+	  grep -q "job A ran for req-42" $$p.out && grep -q "job B ran for req-43" $$p.out \
+	    || { echo "check-install: $$p printed the wrong thing"; exit 1; }; \
+	done; \
+	cd $(CURDIR); \
+	$(MAKE) --no-print-directory uninstall DESTDIR=$$root PREFIX=/usr/local > $$t/uninstall.log 2>&1 \
+	  || { cat $$t/uninstall.log; exit 1; }; \
+	left=$$(find $$root ! -type d); \
+	if [ -n "$$left" ]; then echo "check-install: uninstall left files behind:"; echo "$$left"; exit 1; fi; \
+	rm -rf $$t; echo "== install: shared and static builds through pkg-config work; uninstall removed every file"
+
+CHECK_PARTS += check-examples check-install
