@@ -1,0 +1,473 @@
+/* pool.c - cx_pool: workers, submit, try_submit, submit_in, shutdown, free.
+ *
+ * ======================================================================
+ * Limits and defaults (the documentation of cxpool.h refers here)
+ * ======================================================================
+ *   threads     0 = the number of online CPUs, clamped to 1..1024;
+ *               1..1024 as given; more than 1024: CX_EINVAL.
+ *   queue_size  0 = 4096; 1..16777216 (1 << 24) as given; more: CX_EINVAL.
+ *               Exactly queue_size jobs can wait (running jobs are not
+ *               counted; a job cancelled while queued keeps its place
+ *               until a worker takes it off the queue, which it does
+ *               without running it).
+ *   Errors      NULL pool, fn or out: CX_EINVAL. Allocation failure:
+ *               CX_ENOMEM, nothing leaked, nothing changed. cx_pool_new:
+ *               CX_EAGAIN if a thread cannot be created. After shutdown:
+ *               CX_ESHUTDOWN. In a fork() child, a pool created before
+ *               the fork answers CX_EFORK (submit, try_submit, submit_in,
+ *               shutdown; cx_future_wait/result/cancel on its incomplete
+ *               futures too), and cx_pool_free frees what it can without
+ *               joining threads that do not exist in the child.
+ *   In a job    cx_pool_shutdown of the job's own pool returns CX_EBUSY
+ *               (it would wait for itself); cx_pool_free of it is ignored
+ *               (a caller bug: the pool leaks rather than deadlocks).
+ *   Waiting     A job may wait on another job's future (of this pool or
+ *               another) only if a worker remains free to run it: with n
+ *               workers, if all n wait on jobs still queued behind them,
+ *               the pool deadlocks (nothing steals or inlines work). The
+ *               same holds for a job blocking in cx_pool_submit on its
+ *               own full pool: use cx_pool_try_submit inside jobs, or give
+ *               the waiting jobs their own pool.
+ *   Signals     Workers start with every signal blocked: process-directed
+ *               signals are delivered to the application's threads.
+ *
+ * ======================================================================
+ * Design
+ * ======================================================================
+ * A job and its future are one refcounted object (future.h). The queue
+ * (queue.h) is a bounded ck_ring used MPMC, plus a counter of reserved
+ * places that makes exactly queue_size jobs fit. Idle workers sleep on
+ * the "work" event count, submitters facing a full queue on the "space"
+ * event count (sleep.h: ck_ec32, futex); nobody spins while waiting.
+ *
+ * Ownership of a job, step by step:
+ *   1. submit: the context (a fresh cx_copy_context() snapshot, a new
+ *      reference to the caller's ctx for submit_in, or a fresh empty one
+ *      for submit_in(NULL)) and the job are created; the job owns the
+ *      context; the pool holds one reference to the job, the caller a
+ *      second one if it asked for a future. Any failure before the push
+ *      releases both and changes nothing.
+ *   2. push: the pool's reference moves into the queue.
+ *   3. pop: a worker takes the queue's reference, gives the place back
+ *      (waking one blocked submitter), and then either
+ *        - claims the job (QUEUED -> RUNNING) and so owns its context:
+ *          cx_context_run(ctx, fn, arg) (CX_EBUSY if ctx is entered
+ *          elsewhere: fn is not called), releases the context, publishes
+ *          DONE with the status and result; or
+ *        - finds it cancelled (the canceller already released the
+ *          context and completed it); or
+ *        - when shutdown asked to cancel pending jobs, cancels it (as
+ *          cx_future_cancel would);
+ *      and finally drops the pool's reference.
+ *   4. The caller's reference is dropped by cx_future_release; the last
+ *      reference frees the job.
+ *   A worker runs nothing outside cx_context_run: between jobs it is in
+ *   its own empty context (its state is created with the pool, so
+ *   cx_context_run cannot fail for lack of memory). A job that submits a
+ *   job runs inside its own context, so cx_copy_context() in the nested
+ *   submit propagates it.
+ *
+ * Memory ordering of each handoff (every one is also announced to
+ * helgrind/DRD/TSan through annotate.h, on the address named):
+ *   - submitter -> worker, through the queue: the submitter writes the job,
+ *     then CX__HAPPENS_BEFORE(job) and the ring's release store of its
+ *     producer index; the worker's acquire load of that index, winning
+ *     compare-and-swap of the consumer index, then CX__HAPPENS_AFTER(job).
+ *   - the context: entered with cx_context_run's compare-and-swap
+ *     (acquire, annotated on &ctx->entered) and left with a release store
+ *     (annotated likewise): the job's writes are visible to whoever enters
+ *     or copies that context next.
+ *   - worker -> waiter, the completion: future.c (release fence +
+ *     exchange / load + acquire fence, annotated on &f->state).
+ *   - the last reference: refcount.h (release fence before every
+ *     decrement, acquire fence before destroying, annotated on the count).
+ *   - the event counts: ck_ec's increment is a locked operation preceded
+ *     by a store fence, its value read an acquire load; they only wake,
+ *     they never carry data (the queue and the job do).
+ *
+ * Why it cannot lose a job, hang or deadlock:
+ *   - A place is reserved before the push and given back after the pop,
+ *     so the ring never holds more than queue_size entries and a push
+ *     never fails. A submitter that finds no place sleeps on "space",
+ *     which every pop bumps after giving a place back; it re-reads the
+ *     count before trying, so a pop between its try and its sleep makes
+ *     the sleep return at once.
+ *   - A worker reads the "work" count before trying to pop; every push is
+ *     followed by a bump, so a push it missed makes its sleep return.
+ *   - Shutdown sets CLOSED with a locked operation, then bumps both
+ *     counts. A submitter re-checks CLOSED after reserving a place (both
+ *     locked, so totally ordered with the shutdown): either it saw CLOSED
+ *     (it gives the place back, bumps "work" and fails with CX_ESHUTDOWN)
+ *     or its reservation is visible to every worker that saw CLOSED. A
+ *     worker leaves only when it sees CLOSED and no place reserved (read
+ *     in that order), so a job whose submit succeeded is always taken off
+ *     the queue. The worker whose give-back empties a CLOSED pool bumps
+ *     "work", so no worker sleeps through the end.
+ *   - Shutdown joins the workers under a mutex held by nobody else; no
+ *     lock is ever held while running a job or sleeping on an event
+ *     count; a future's mutex is held only around its own condition
+ *     variable. The only way to deadlock is the user's: waiting inside
+ *     jobs (see "Waiting" above).
+ *   - fork(): forkgen.h. A child never touches the parent's workers,
+ *     event counts or mutexes.
+ */
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "annotate.h"
+#include "context.h"
+#include "forkgen.h"
+#include "future.h"
+#include "queue.h"
+#include "sleep.h"
+
+#define CX__POOL_MAX_THREADS 1024u
+#define CX__POOL_DEFAULT_QUEUE 4096u
+
+enum { CX__P_CLOSED = 1u, CX__P_CANCEL = 2u };
+
+struct worker {
+    cx_pool *pool;   /* borrowed: the pool outlives its workers */
+    cx__tstate *st;  /* owned until the thread installs it; then the
+                        thread's (freed at its exit by the core) */
+    pthread_t tid;
+};
+
+struct cx_pool {
+    struct cx__queue q;
+    char pad0[64];
+    struct ck_ec32 work;  /* bumped after each push, after a reservation
+                             given back unused, when a give-back empties a
+                             closed pool, and by shutdown */
+    char pad1[64];
+    struct ck_ec32 space; /* bumped after each pop and by shutdown */
+    char pad2[64];
+    unsigned int flags;   /* CX__P_* (atomic; only ever set) */
+    unsigned int gen;     /* fork generation at creation */
+    unsigned int nthreads;
+    struct worker *workers; /* owned, nthreads entries */
+    pthread_mutex_t join_lock;
+    bool joined;            /* under join_lock: all workers joined */
+};
+
+/* The pool whose job this thread is running (NULL outside workers). */
+static __thread cx_pool *self_pool;
+
+/* ---------------------------------------------------------------- workers */
+
+/* Runs or discards one job taken off the queue; consumes the pool's
+ * reference to it. */
+static void handle(cx_pool *p, cx_future *f)
+{
+    if (ck_pr_load_uint(&p->flags) & CX__P_CANCEL) {
+        (void)cx__future_cancel_queued(f, true);
+    } else if (cx__future_claim(f)) {
+        void *result = NULL;
+        int rc = cx_context_run(f->ctx, f->fn, f->arg, &result);
+        cx_context_release(f->ctx);
+        f->ctx = NULL;
+        cx__future_finish(f, rc, result);
+    }
+    cx__future_unref(f);
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    cx_pool *p = w->pool;
+    (void)cx__tstate_install(w->st);
+    self_pool = p;
+    for (;;) {
+        uint32_t seen = cx__ec_value(&p->work);
+        cx_future *f = cx__queue_pop(&p->q);
+        if (f != NULL) {
+            bool empty = cx__queue_unreserve(&p->q);
+            cx__ec_bump(&p->space);
+            if (empty && (ck_pr_load_uint(&p->flags) & CX__P_CLOSED))
+                cx__ec_bump(&p->work); /* let the others see the end */
+            handle(p, f);
+            continue;
+        }
+        if (ck_pr_load_uint(&p->flags) & CX__P_CLOSED) {
+            ck_pr_fence_load();
+            if (cx__queue_reserved(&p->q) == 0)
+                break;
+        }
+        cx__ec_wait(&p->work, seen);
+    }
+    self_pool = NULL;
+    return NULL;
+}
+
+/* Joins every worker once (later callers wait for the first). */
+static void join_all(cx_pool *p)
+{
+    pthread_mutex_lock(&p->join_lock);
+    if (!p->joined) {
+        for (unsigned int i = 0; i < p->nthreads; i++)
+            pthread_join(p->workers[i].tid, NULL);
+        p->joined = true;
+    }
+    pthread_mutex_unlock(&p->join_lock);
+}
+
+/* Sets flags (CLOSED at least) and wakes every sleeper. */
+static void close_pool(cx_pool *p, unsigned int flags)
+{
+    ck_pr_or_uint(&p->flags, flags);
+    cx__ec_bump(&p->work);
+    cx__ec_bump(&p->space);
+}
+
+/* Frees the pool's memory; workers gone, queue empty. */
+static void destroy(cx_pool *p)
+{
+    cx__queue_destroy(&p->q);
+    cx__free(p->workers);
+    cx__free(p);
+}
+
+/* ------------------------------------------------------------------- new */
+
+static unsigned int online_cpus(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    if (n < 1)
+        return 1;
+    return n > (long)CX__POOL_MAX_THREADS ? CX__POOL_MAX_THREADS : (unsigned int)n;
+}
+
+/* Starts the workers with every signal blocked. 0, or CX_EAGAIN after
+ * stopping and joining the ones started (the others' states freed). */
+static int start_workers(cx_pool *p)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    unsigned int i;
+    int e = 0;
+    for (i = 0; i < p->nthreads; i++) {
+        e = pthread_create(&p->workers[i].tid, NULL, worker_main, &p->workers[i]);
+        if (e != 0)
+            break;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (e == 0)
+        return 0;
+    close_pool(p, CX__P_CLOSED);
+    for (unsigned int j = 0; j < i; j++)
+        pthread_join(p->workers[j].tid, NULL);
+    for (unsigned int j = i; j < p->nthreads; j++)
+        cx__free(p->workers[j].st);
+    return CX_EAGAIN;
+}
+
+/* *out receives a new pool (free it with cx_pool_free). */
+int cx_pool_new(cx_pool **out, const cx_pool_opts *opts)
+{
+    if (out == NULL)
+        return CX_EINVAL;
+    unsigned int threads = opts != NULL ? opts->threads : 0;
+    unsigned int qsize = opts != NULL ? opts->queue_size : 0;
+    if (threads > CX__POOL_MAX_THREADS || qsize > CX__QUEUE_MAX)
+        return CX_EINVAL;
+    if (threads == 0)
+        threads = online_cpus();
+    if (qsize == 0)
+        qsize = CX__POOL_DEFAULT_QUEUE;
+    int rc = cx__forkgen_register();
+    if (rc != 0)
+        return rc;
+
+    cx_pool *p = cx__malloc(sizeof(*p));
+    if (p == NULL)
+        return CX_ENOMEM;
+    memset(p, 0, sizeof(*p));
+    if (cx__queue_init(&p->q, qsize) != 0) {
+        cx__free(p);
+        return CX_ENOMEM;
+    }
+    p->workers = cx__malloc(threads * sizeof(*p->workers));
+    if (p->workers == NULL) {
+        cx__queue_destroy(&p->q);
+        cx__free(p);
+        return CX_ENOMEM;
+    }
+    p->nthreads = threads;
+    for (unsigned int i = 0; i < threads; i++) {
+        p->workers[i].pool = p;
+        p->workers[i].st = cx__tstate_new();
+        if (p->workers[i].st == NULL) {
+            while (i-- > 0)
+                cx__free(p->workers[i].st);
+            destroy(p);
+            return CX_ENOMEM;
+        }
+    }
+    if (pthread_mutex_init(&p->join_lock, NULL) != 0) {
+        for (unsigned int i = 0; i < threads; i++)
+            cx__free(p->workers[i].st);
+        destroy(p);
+        return CX_ENOMEM;
+    }
+    cx__ec_init(&p->work);
+    cx__ec_init(&p->space);
+    p->gen = cx__forkgen();
+    rc = start_workers(p);
+    if (rc != 0) {
+        pthread_mutex_destroy(&p->join_lock);
+        destroy(p);
+        return rc;
+    }
+    *out = p;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- submit */
+
+/* Queues fn(arg) to run in ctx (an owned reference, consumed: released on
+ * failure). *fut (if fut) receives a new reference to the future. */
+static int submit(cx_pool *p, cx_context *ctx, void *(*fn)(void *), void *arg,
+                  cx_future **fut, bool block)
+{
+    if (ctx == NULL)
+        return CX_ENOMEM;
+    cx_future *f = cx__future_new(fn, arg, ctx, fut != NULL, p->gen);
+    if (f == NULL) {
+        cx_context_release(ctx);
+        return CX_ENOMEM;
+    }
+    int rc;
+    for (;;) {
+        uint32_t seen = cx__ec_value(&p->space);
+        if (ck_pr_load_uint(&p->flags) & CX__P_CLOSED) {
+            rc = CX_ESHUTDOWN;
+            goto fail;
+        }
+        if (cx__queue_reserve(&p->q))
+            break;
+        if (!block) {
+            rc = CX_EAGAIN;
+            goto fail;
+        }
+        cx__ec_wait(&p->space, seen);
+    }
+    /* Ordered after the reservation (both locked): see "Why it cannot
+     * lose a job" above. */
+    ck_pr_fence_atomic_load();
+    if (ck_pr_load_uint(&p->flags) & CX__P_CLOSED) {
+        (void)cx__queue_unreserve(&p->q);
+        cx__ec_bump(&p->work);
+        rc = CX_ESHUTDOWN;
+        goto fail;
+    }
+    if (fut != NULL)
+        *fut = f; /* before the push: afterwards f may complete any time */
+    cx__queue_push(&p->q, f);
+    cx__ec_bump(&p->work);
+    return 0;
+fail:
+    /* Nobody else ever saw f: undo it whole (it owns ctx). */
+    f->ctx = NULL;
+    cx_context_release(ctx);
+    if (fut != NULL)
+        cx__future_unref(f);
+    cx__future_unref(f);
+    return rc;
+}
+
+/* Checks shared by every submit; 0 if p may take a job. */
+static int check(cx_pool *p, void *(*fn)(void *))
+{
+    if (p == NULL || fn == NULL)
+        return CX_EINVAL;
+    if (cx__forkgen_stale(p->gen))
+        return CX_EFORK;
+    if (ck_pr_load_uint(&p->flags) & CX__P_CLOSED)
+        return CX_ESHUTDOWN;
+    return 0;
+}
+
+/* fn(arg) will run in a copy of the caller's current context, taken now.
+ * *fut (if fut) receives a new future reference. Blocks while the queue
+ * is full. */
+int cx_pool_submit(cx_pool *p, void *(*fn)(void *), void *arg, cx_future **fut)
+{
+    int rc = check(p, fn);
+    return rc != 0 ? rc : submit(p, cx_copy_context(), fn, arg, fut, true);
+}
+
+/* As cx_pool_submit, but CX_EAGAIN instead of blocking. */
+int cx_pool_try_submit(cx_pool *p, void *(*fn)(void *), void *arg, cx_future **fut)
+{
+    int rc = check(p, fn);
+    return rc != 0 ? rc : submit(p, cx_copy_context(), fn, arg, fut, false);
+}
+
+/* fn(arg) will run in ctx itself (borrowed by the caller; the job takes
+ * its own reference until it has run), or in a new empty context if ctx
+ * is NULL. Blocks while the queue is full. */
+int cx_pool_submit_in(cx_pool *p, cx_context *ctx, void *(*fn)(void *), void *arg,
+                      cx_future **fut)
+{
+    int rc = check(p, fn);
+    if (rc != 0)
+        return rc;
+    ctx = ctx != NULL ? cx_context_retain(ctx) : cx_context_new();
+    return submit(p, ctx, fn, arg, fut, true);
+}
+
+/* -------------------------------------------------------- shutdown, free */
+
+int cx_pool_shutdown(cx_pool *p, bool cancel_pending)
+{
+    if (p == NULL)
+        return CX_EINVAL;
+    if (cx__forkgen_stale(p->gen))
+        return CX_EFORK;
+    if (self_pool == p)
+        return CX_EBUSY;
+    close_pool(p, CX__P_CLOSED | (cancel_pending ? CX__P_CANCEL : 0u));
+    join_all(p);
+    return 0;
+}
+
+/* In a fork child: cancels the parent's queued jobs (no waiter to wake:
+ * the parent's threads are gone) and frees the pool and the states of the
+ * workers that were alive at the fork. Jobs that were running then are
+ * lost with the threads that ran them. */
+static void free_stale(cx_pool *p)
+{
+    cx_future *f;
+    while ((f = cx__queue_pop(&p->q)) != NULL) {
+        (void)cx__queue_unreserve(&p->q);
+        (void)cx__future_cancel_queued(f, false);
+        cx__future_unref(f);
+    }
+    /* Workers still had their states unless shutdown had begun (they may
+     * then have exited and freed them). */
+    if (!(ck_pr_load_uint(&p->flags) & CX__P_CLOSED)) {
+        for (unsigned int i = 0; i < p->nthreads; i++) {
+            cx__tstate *st = p->workers[i].st;
+            cx_context_release(st->base);
+            cx__free(st);
+        }
+    }
+    destroy(p);
+}
+
+void cx_pool_free(cx_pool *p)
+{
+    if (p == NULL)
+        return;
+    if (cx__forkgen_stale(p->gen)) {
+        free_stale(p);
+        return;
+    }
+    if (self_pool == p)
+        return;
+    (void)cx_pool_shutdown(p, false);
+    pthread_mutex_destroy(&p->join_lock);
+    destroy(p);
+}
