@@ -487,7 +487,7 @@ int main(void)
     close(lfd);
 
     /* ---- report */
-    printf("---- what each client sent and got back\n");
+    printf("---- what each client got back\n");
     int ok = 0;
     for (int i = 0; i < N_CLIENTS; i++) {
         struct client *c = &clients[i];

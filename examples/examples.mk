@@ -31,7 +31,12 @@ demo:
 	@echo "#### running $(B)/examples/echo_server"
 	@$(B)/examples/echo_server
 
+# The README's first C block must be examples/readme_example.c (less its
+# opening comment), so the example people copy is the one that is tested.
 check-examples: $(EXAMPLE_BINS)
+	@awk '/^```c$$/{f=1;next} f&&/^```$$/{exit} f' README.md > $(B)/examples/readme_block.c; \
+	sed '1,/\*\//d' examples/readme_example.c | diff -u - $(B)/examples/readme_block.c \
+	  || { echo "== README.md's example differs from examples/readme_example.c"; exit 1; }
 	@set -e; n=0; for x in $(EXAMPLE_BINS); do \
 	  echo "== example $$x"; \
 	  timeout $(EXAMPLE_TIMEOUT) $$x > $$x.out 2>&1 || { rc=$$?; cat $$x.out; \
