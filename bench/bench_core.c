@@ -14,10 +14,21 @@
  *  - Results are kept alive: every value read goes through an asm sink and
  *    every status is or-ed together and checked after the loop. All cx_*
  *    calls are calls into the shared library through the PLT, as for users.
- *  - Figures @N run inside a context holding N variables (entered with
- *    cx_context_run; the entering is outside the timed loop).
+ *  - BENCH_FILTER=name (or prefix*) runs only the figures named so.
+ *  - Figures @N run in a thread of their own (a "lane", one per N) whose
+ *    own context holds N variables: sets and resets happen where they
+ *    usually do, in a thread's base context, which no other thread can
+ *    reach. The main thread only dispatches (one lane at a time, nothing
+ *    runs concurrently); each lane times its own loop. The anchors and the
+ *    figures without @N run in the lane of N = 10, so malloc and the
+ *    library's allocations share that thread's arena.
+ *  - set_reset_run_ns@10 (extra) is the same pair inside cx_context_run of
+ *    a context made by cx_context_new (which other threads may read, so a
+ *    set takes the context's lock).
  */
 #include <pthread.h>
+#include <semaphore.h>
+#include <stdbool.h>
 
 #include "bench.h"
 #include "cxvars.h"
@@ -35,6 +46,7 @@ typedef double (*body_fn)(fig *f, uint64_t iters); /* ns per operation */
 struct fig {
     char name[48];
     body_fn body;
+    unsigned lane;   /* index in kN of the thread that runs it */
     cx_context *ctx; /* run the body inside this context, or NULL */
     cx_var *var;     /* the variable the body works on */
     cx_var **cycle;  /* get_walk: the variables read in turn */
@@ -46,11 +58,11 @@ struct fig {
 static fig figs[MAX_FIGS];
 static int nfigs;
 
-static cx_var *vars[MAX_N]; /* the variables; context N holds vars[0..N-1] */
-static cx_context *ctx_n[NN];
+static cx_var *vars[MAX_N]; /* the variables; lane N holds vars[0..N-1] */
 static cx_var *var_unset;   /* bound nowhere, no default */
 static cx_var *var_default; /* bound nowhere, has a default */
 static cx_context *ctx_run; /* empty, for run_noop */
+static cx_context *ctx_pub; /* from cx_context_new, 10 vars: set_reset_run */
 static pthread_key_t key;
 static __thread void *tls_slot;
 static int dummy_obj;
@@ -205,25 +217,26 @@ static void *call_body(void *arg)
     return NULL;
 }
 
-static double sample(fig *f, uint64_t iters)
-{
-    struct call c = {f, iters, 0};
-    if (f->ctx == NULL)
-        call_body(&c);
-    else
-        BENCH_CHECK(cx_context_run(f->ctx, call_body, &c, NULL) == 0);
-    return c.result;
-}
+typedef struct lane {
+    pthread_t thread;
+    unsigned n;
+    sem_t go, done;
+    struct call call; /* the request; call.f == NULL: exit */
+} lane;
 
-static fig *add(const char *name, body_fn body, cx_context *ctx, cx_var *var)
+static lane lanes[NN];
+
+static void lane_setup(lane *l)
 {
-    BENCH_CHECK(nfigs < MAX_FIGS);
-    fig *f = &figs[nfigs++];
-    snprintf(f->name, sizeof(f->name), "%s", name);
-    f->body = body;
-    f->ctx = ctx;
-    f->var = var;
-    return f;
+    BENCH_CHECK(pthread_setspecific(key, &dummy_obj) == 0);
+    tls_slot = &dummy_obj;
+    for (unsigned i = 0; i < l->n; i++)
+        BENCH_CHECK(cx_var_set(vars[i], (void *)(uintptr_t)(i + 1), NULL) == 0);
+    void *v;
+    BENCH_CHECK(cx_var_get(vars[l->n / 2], &v) == 0 && v == (void *)(uintptr_t)(l->n / 2 + 1));
+    cx_context *c = cx_copy_context();
+    BENCH_CHECK(c != NULL && cx_context_len(c) == l->n);
+    cx_context_release(c);
 }
 
 static void *fill(void *arg)
@@ -234,36 +247,103 @@ static void *fill(void *arg)
     return NULL;
 }
 
+static void *lane_main(void *arg)
+{
+    lane *l = arg;
+    lane_setup(l);
+    if (l->n == 10) {
+        ctx_run = cx_context_new();
+        ctx_pub = cx_context_new();
+        BENCH_CHECK(ctx_run != NULL && ctx_pub != NULL);
+        BENCH_CHECK(cx_context_run(ctx_pub, fill, &l->n, NULL) == 0);
+    }
+    sem_post(&l->done);
+    for (;;) {
+        while (sem_wait(&l->go) != 0)
+            ;
+        struct call *c = &l->call;
+        if (c->f == NULL)
+            break;
+        if (c->f->ctx == NULL)
+            call_body(c);
+        else
+            BENCH_CHECK(cx_context_run(c->f->ctx, call_body, c, NULL) == 0);
+        sem_post(&l->done);
+    }
+    if (l->n == 10) {
+        cx_context_release(ctx_run);
+        cx_context_release(ctx_pub);
+    }
+    return NULL;
+}
+
+static void lane_wait(lane *l)
+{
+    while (sem_wait(&l->done) != 0)
+        ;
+}
+
+static double sample(fig *f, uint64_t iters)
+{
+    lane *l = &lanes[f->lane];
+    l->call = (struct call){f, iters, 0};
+    sem_post(&l->go);
+    lane_wait(l);
+    return l->call.result;
+}
+
+static unsigned lane_of(unsigned n)
+{
+    for (unsigned k = 0; k < NN; k++)
+        if (kN[k] == n)
+            return k;
+    abort();
+}
+
+static fig *add(const char *name, body_fn body, unsigned lane, cx_var *var)
+{
+    BENCH_CHECK(nfigs < MAX_FIGS);
+    fig *f = &figs[nfigs++];
+    snprintf(f->name, sizeof(f->name), "%s", name);
+    f->body = body;
+    f->lane = lane;
+    f->var = var;
+    return f;
+}
+
 static void setup(void)
 {
     BENCH_CHECK(pthread_key_create(&key, NULL) == 0);
-    BENCH_CHECK(pthread_setspecific(key, &dummy_obj) == 0);
-    tls_slot = &dummy_obj;
     for (unsigned i = 0; i < MAX_N; i++)
         BENCH_CHECK(cx_var_new(&vars[i], "bench.var", NULL) == 0);
     BENCH_CHECK(cx_var_new(&var_unset, "bench.unset", NULL) == 0);
     cx_var_opts o = {.has_default = true, .default_value = &dummy_obj};
     BENCH_CHECK(cx_var_new(&var_default, "bench.default", &o) == 0);
     for (unsigned k = 0; k < NN; k++) {
-        unsigned n = kN[k];
-        ctx_n[k] = cx_context_new();
-        BENCH_CHECK(ctx_n[k] != NULL);
-        BENCH_CHECK(cx_context_run(ctx_n[k], fill, &n, NULL) == 0);
-        BENCH_CHECK(cx_context_len(ctx_n[k]) == n);
-        void *v;
-        BENCH_CHECK(cx_context_get(ctx_n[k], vars[n / 2], &v) == 0 &&
-                    v == (void *)(uintptr_t)(n / 2 + 1));
+        lane *l = &lanes[k];
+        l->n = kN[k];
+        BENCH_CHECK(sem_init(&l->go, 0, 0) == 0 && sem_init(&l->done, 0, 0) == 0);
+        BENCH_CHECK(pthread_create(&l->thread, NULL, lane_main, l) == 0);
+        lane_wait(l);
     }
-    ctx_run = cx_context_new();
-    BENCH_CHECK(ctx_run != NULL);
 }
 
-static cx_context *ctx_of(unsigned n)
+static void teardown(void)
 {
-    for (unsigned k = 0; k < NN; k++)
-        if (kN[k] == n)
-            return ctx_n[k];
-    return NULL;
+    for (unsigned k = 0; k < NN; k++) {
+        lane *l = &lanes[k];
+        l->call.f = NULL;
+        sem_post(&l->go);
+        BENCH_CHECK(pthread_join(l->thread, NULL) == 0);
+        sem_destroy(&l->go);
+        sem_destroy(&l->done);
+    }
+    for (unsigned i = 0; i < MAX_N; i++)
+        cx_var_release(vars[i]);
+    cx_var_release(var_unset);
+    cx_var_release(var_default);
+    for (int i = 0; i < nfigs; i++)
+        free(figs[i].cycle);
 }
 
 int main(void)
@@ -275,12 +355,13 @@ int main(void)
 
     setup();
     char nm[48];
-    add("tls_read_ns", body_tls, NULL, NULL);
-    add("pthread_getspecific_ns", body_getspecific, NULL, NULL);
-    add("malloc_free_ns", body_malloc, NULL, NULL);
+    const unsigned l10 = lane_of(10);
+    add("tls_read_ns", body_tls, l10, NULL);
+    add("pthread_getspecific_ns", body_getspecific, l10, NULL);
+    add("malloc_free_ns", body_malloc, l10, NULL);
     for (unsigned k = 0; k < NN; k++) {
         snprintf(nm, sizeof(nm), "get_hit_ns@%u", kN[k]);
-        add(nm, body_get, ctx_n[k], vars[kN[k] / 2]);
+        add(nm, body_get, k, vars[kN[k] / 2]);
     }
     /* Extra, not in SPEC: reads cycling over 1000 different bound
      * variables, far more than the 64-entry per-thread cache holds, so
@@ -289,30 +370,48 @@ int main(void)
         if (kN[k] < 1000)
             continue;
         snprintf(nm, sizeof(nm), "get_walk_ns@%u", kN[k]);
-        fig *f = add(nm, body_get_walk, ctx_n[k], NULL);
+        fig *f = add(nm, body_get_walk, k, NULL);
         f->ncycle = 1000;
         f->cycle = malloc(f->ncycle * sizeof(*f->cycle));
         BENCH_CHECK(f->cycle != NULL);
         for (unsigned i = 0; i < f->ncycle; i++)
             f->cycle[i] = vars[(uint64_t)i * kN[k] / f->ncycle];
     }
-    add("get_default_ns", body_get, ctx_of(10), var_default);
-    add("get_or_miss_ns", body_get_or, ctx_of(10), var_unset);
+    add("get_default_ns", body_get, l10, var_default);
+    add("get_or_miss_ns", body_get_or, l10, var_unset);
     for (unsigned k = 0; k < NN; k++) {
         snprintf(nm, sizeof(nm), "set_reset_ns@%u", kN[k]);
-        add(nm, body_set_reset, ctx_n[k], vars[kN[k] / 2]);
+        add(nm, body_set_reset, k, vars[kN[k] / 2]);
     }
     /* set of a variable not yet bound (an insert), reset (a delete). */
     for (unsigned k = 0; k < NN; k++) {
         snprintf(nm, sizeof(nm), "set_reset_new_ns@%u", kN[k]);
-        add(nm, body_set_reset, ctx_n[k], var_unset);
+        add(nm, body_set_reset, k, var_unset);
     }
+    add("set_reset_run_ns@10", body_set_reset, l10, vars[5])->ctx = ctx_pub;
     for (unsigned k = 0; k < NN; k++) {
         snprintf(nm, sizeof(nm), "copy_context_ns@%u", kN[k]);
-        add(nm, body_copy, ctx_n[k], NULL);
+        add(nm, body_copy, k, NULL);
     }
-    add("run_noop_ns", body_run, NULL, NULL);
-    add("with_scope_ns", body_with, ctx_of(10), var_unset);
+    add("run_noop_ns", body_run, l10, NULL);
+    add("with_scope_ns", body_with, l10, var_unset);
+
+    /* BENCH_FILTER=name keeps only that figure, BENCH_FILTER=prefix* the
+     * figures whose name starts with prefix (to profile one with perf). */
+    const char *filter = getenv("BENCH_FILTER");
+    if (filter != NULL && *filter != '\0') {
+        size_t fl = strlen(filter);
+        bool prefix = filter[fl - 1] == '*';
+        int kept = 0;
+        for (int i = 0; i < nfigs; i++) {
+            if (prefix ? strncmp(figs[i].name, filter, fl - 1) == 0
+                       : strcmp(figs[i].name, filter) == 0)
+                figs[kept++] = figs[i];
+            else
+                free(figs[i].cycle);
+        }
+        nfigs = kept;
+    }
 
     /* Calibration (doubles as warm-up): grow until a run lasts >= 1/8 of
      * a sample, then scale to a full sample. */
@@ -349,14 +448,6 @@ int main(void)
         bench_print(f->name, bench_median(f->s, reps), "ns");
     }
 
-    for (unsigned k = 0; k < NN; k++)
-        cx_context_release(ctx_n[k]);
-    cx_context_release(ctx_run);
-    for (unsigned i = 0; i < MAX_N; i++)
-        cx_var_release(vars[i]);
-    cx_var_release(var_unset);
-    cx_var_release(var_default);
-    for (int i = 0; i < nfigs; i++)
-        free(figs[i].cycle);
+    teardown();
     return 0;
 }

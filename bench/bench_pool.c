@@ -10,7 +10,7 @@
  * that completes the last one posts a semaphore the submitter waits on.
  * The same completion scheme is used for every pool.
  *
- * Figures (median of BENCH_REPS interleaved repetitions, default 7):
+ * Figures (median of BENCH_REPS interleaved repetitions, default 9):
  *   pool_job_ns             cx_pool_submit from a context holding 1
  *                           variable (the job does not read it)
  *   pool_job_noprop_ns      cx_pool_submit_in(NULL): a fresh empty context
@@ -255,7 +255,9 @@ static void *fill(void *arg)
 int main(void)
 {
     unsigned long jobs = (unsigned long)bench_env_long("BENCH_JOBS", 1000000);
-    int reps = (int)bench_env_long("BENCH_REPS", 7);
+    /* More repetitions than the core figures: wake-ups of sleeping workers
+     * make single pool samples much noisier. */
+    int reps = (int)bench_env_long("BENCH_REPS", 9);
     if (reps > MAX_REPS)
         reps = MAX_REPS;
 
@@ -308,7 +310,10 @@ int main(void)
                 lo = f->s[r] < lo ? f->s[r] : lo;
                 hi = f->s[r] > hi ? f->s[r] : hi;
             }
-            fprintf(stderr, "  %-26s min %8.2f max %8.2f\n", f->name, lo, hi);
+            fprintf(stderr, "  %-26s min %8.2f max %8.2f:", f->name, lo, hi);
+            for (int r = 0; r < reps; r++)
+                fprintf(stderr, " %.0f", f->s[r]);
+            fprintf(stderr, "\n");
         }
         bench_print(f->name, bench_median(f->s, reps), "ns");
     }

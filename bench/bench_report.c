@@ -59,6 +59,11 @@ static void verdict(const char *what, double value, double limit, int at_least,
             at_least ? ">=" : "<=", limit, unit, v);
 }
 
+static void info(const char *what, double value, const char *unit)
+{
+    fprintf(stderr, "  %-52s %9.3f%-2s\n", what, value, unit);
+}
+
 int main(void)
 {
     char line[256];
@@ -95,22 +100,23 @@ int main(void)
     bench_print("ratio_manual64_vs_cxpool64", r_manual, "x");
 
     /* Absolute targets are meant for a moment when malloc(48)+free costs
-     * about 12 ns: also shown scaled to that speed. */
+     * about 12 ns: judged on the figure scaled to that speed (the figure
+     * as measured is shown for information). */
     double scale = 12.0 / mf;
-    fprintf(stderr, "SPEC section 4 targets (ns figures also scaled to malloc_free = 12 ns: x%.3f)\n",
+    fprintf(stderr, "SPEC section 4 targets; \"at ref\" = ns scaled to the SPEC's reference speed "
+                    "(malloc_free = 12 ns), x%.3f here\n",
             scale);
     verdict("get hit, max over N=1..100000 / getspecific", r_get, 0.75, 0, "x");
-    verdict("set+reset @10 (ns, as measured)", fig("set_reset_ns@10"), 40, 0, "ns");
-    verdict("set+reset @10 (ns, scaled)", fig("set_reset_ns@10") * scale, 40, 0, "ns");
+    verdict("set+reset @10 (ns at ref)", fig("set_reset_ns@10") * scale, 40, 0, "ns");
+    info("set+reset @10 (ns as measured)", fig("set_reset_ns@10"), "ns");
     verdict("set+reset @10 / malloc+free", r_set, 4, 0, "x");
     verdict("set+reset @100000 / @10", r_growth, 4, 0, "x");
-    verdict("copy_context, max over N (ns, as measured)", over_n("copy_context_ns", 1), 15, 0,
+    verdict("copy_context, max over N (ns at ref)", over_n("copy_context_ns", 1) * scale, 15, 0,
             "ns");
-    verdict("copy_context, max over N (ns, scaled)", over_n("copy_context_ns", 1) * scale, 15,
-            0, "ns");
+    info("copy_context, max over N (ns as measured)", over_n("copy_context_ns", 1), "ns");
     verdict("copy_context max/min over N", r_copy, 1.3, 0, "x");
-    verdict("run no-op (ns, as measured)", fig("run_noop_ns"), 15, 0, "ns");
-    verdict("run no-op (ns, scaled)", fig("run_noop_ns") * scale, 15, 0, "ns");
+    verdict("run no-op (ns at ref)", fig("run_noop_ns") * scale, 15, 0, "ns");
+    info("run no-op (ns as measured)", fig("run_noop_ns"), "ns");
     verdict("pool job / GThreadPool job", r_pool, 1, 0, "x");
     verdict("pool propagation overhead (fraction)", r_prop, 0.10, 0, "");
     verdict("manual 64 keys / cxpool 64 vars", r_manual, 4, 1, "x");
