@@ -17,6 +17,10 @@ EXAMPLE_TIMEOUT ?= 60
 
 .PHONY: examples demo check-examples check-install
 
+# The examples also run in every test/valgrind/sanitizer pass of make check:
+# they must be leak-free and race-free like the test programs.
+EXTRA_TEST_BINS += $(EXAMPLE_BINS)
+
 examples: $(EXAMPLE_BINS)
 
 # Linked like a user program: public headers only, the shared library, and
@@ -45,10 +49,12 @@ check-examples: $(EXAMPLE_BINS)
 	done; echo "== examples: $$n passed, 0 failed"
 
 # ------------------------------------------------------------ install test
-# A staged install, used the way a packager or a downstream build would:
-# PKG_CONFIG_SYSROOT_DIR makes pkg-config point every -I/-L into the
-# DESTDIR copy. The program is the README example, compiled with nothing
-# but what pkg-config says (no -Iinclude from this tree).
+# A staged install, used the way a downstream build would use it: pkg-config
+# reads the DESTDIR copy of cxvars.pc, relocated into DESTDIR with
+# --define-variable=prefix=... (or, if the .pc has absolute paths, with
+# PKG_CONFIG_SYSROOT_DIR). The program is the README example, compiled with
+# nothing but what pkg-config says (no -Iinclude from this tree), once
+# against the shared library and once fully static.
 INSTALL_TEST := $(abspath $(B))/install-test
 
 check-install: lib
@@ -60,8 +66,14 @@ check-install: lib
 	         lib/libcxvars.so.$(SOVERSION) lib/libcxvars.so.$(VERSION) lib/pkgconfig/cxvars.pc; do \
 	  test -e $$root/usr/local/$$f || { echo "check-install: $$f was not installed"; exit 1; }; \
 	done; \
-	pc() { PKG_CONFIG_PATH=$$root/usr/local/lib/pkgconfig PKG_CONFIG_SYSROOT_DIR=$$root \
-	       pkg-config "$$@" cxvars; }; \
+	pcdir=$$root/usr/local/lib/pkgconfig; \
+	if grep -q '^libdir=\$${prefix}' $$pcdir/cxvars.pc; then \
+	  echo "== pkg-config --define-variable=prefix=$$root/usr/local"; \
+	  pc() { PKG_CONFIG_PATH=$$pcdir pkg-config --define-variable=prefix=$$root/usr/local "$$@" cxvars; }; \
+	else \
+	  echo "== PKG_CONFIG_SYSROOT_DIR=$$root (cxvars.pc has absolute paths)"; \
+	  pc() { PKG_CONFIG_PATH=$$pcdir PKG_CONFIG_SYSROOT_DIR=$$root pkg-config "$$@" cxvars; }; \
+	fi; \
 	cp examples/readme_example.c $$t/prog.c; cd $$t; \
 	shared_flags=$$(pc --cflags --libs); static_flags=$$(pc --static --cflags --libs); \
 	echo "== pkg-config --cflags --libs cxvars: $$shared_flags"; \
