@@ -121,6 +121,7 @@
 #include "future.h"
 #include "queue.h"
 #include "sleep.h"
+#include "untracked.h"
 
 #define CX__POOL_MAX_THREADS 1024u
 #define CX__POOL_DEFAULT_QUEUE 4096u
@@ -223,6 +224,8 @@ static void close_pool(cx_pool *p, unsigned int flags)
 /* Frees the pool's memory; workers gone, queue empty. */
 static void destroy(cx_pool *p)
 {
+    CX__CK_TRACKED(&p->work, sizeof(p->work));
+    CX__CK_TRACKED(&p->space, sizeof(p->space));
     cx__queue_destroy(&p->q);
     cx__free(p->workers);
     cx__free(p);
@@ -313,6 +316,8 @@ int cx_pool_new(cx_pool **out, const cx_pool_opts *opts)
     }
     cx__ec_init(&p->work);
     cx__ec_init(&p->space);
+    CX__CK_UNTRACKED(&p->work, sizeof(p->work));
+    CX__CK_UNTRACKED(&p->space, sizeof(p->space));
     p->gen = cx__forkgen();
     rc = start_workers(p);
     if (rc != 0) {

@@ -3,6 +3,7 @@
 
 #include "annotate.h"
 #include "queue.h"
+#include "untracked.h"
 
 int cx__queue_init(struct cx__queue *q, unsigned int cap)
 {
@@ -14,6 +15,8 @@ int cx__queue_init(struct cx__queue *q, unsigned int cap)
     if (q->slots == NULL)
         return CX_ENOMEM;
     ck_ring_init(&q->ring, size);
+    CX__CK_UNTRACKED(&q->ring, sizeof(q->ring));
+    CX__CK_UNTRACKED(q->slots, (size_t)size * sizeof(*q->slots));
     q->cap = cap;
     q->reserved = 0;
     return 0;
@@ -21,8 +24,9 @@ int cx__queue_init(struct cx__queue *q, unsigned int cap)
 
 void cx__queue_destroy(struct cx__queue *q)
 {
+    CX__CK_TRACKED(q->slots, (size_t)ck_ring_capacity(&q->ring) * sizeof(*q->slots));
+    CX__CK_TRACKED(&q->ring, sizeof(q->ring));
     cx__free(q->slots);
-    q->slots = NULL;
 }
 
 bool cx__queue_reserve(struct cx__queue *q)

@@ -507,11 +507,12 @@ static void cancelled_queued_job_never_runs(void **state)
 
     gate_open(&g);
     wait_ok(gf, TAG(0x6a7e));
+    assert_int_equal(cx_future_wait(f[0], NULL), 0);
+    assert_int_equal(cx_future_cancel(f[0]), CX_EBUSY); /* done */
     wait_ok(f[0], &ran[0]);
     wait_ok(f[2], &ran[2]);
     assert_int_equal(cx_future_result(f[1], NULL), CX_ECANCELED);
     assert_int_equal(cx_future_result(sub.fut, NULL), CX_ECANCELED);
-    assert_int_equal(cx_future_cancel(f[0]), CX_EBUSY); /* done */
     cx_future_release(f[1]);
     cx_future_release(sub.fut);
     cx_pool_free(p);
@@ -850,6 +851,7 @@ static int child_checks(cx_pool *old, cx_var *v, cx_future *done)
     }
     cx_pool_free(p);
     cx_pool_free(old); /* frees what it can, joins nothing */
+    cx_var_release(v);
     return bad;
 }
 
