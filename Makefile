@@ -78,15 +78,26 @@ $(SHARED_LIB): $(SHARED_REAL)
 	ln -sf libcxvars.so.$(VERSION) $(B)/$(SHARED_SONAME)
 	ln -sf libcxvars.so.$(VERSION) $@
 
-$(PC_FILE): Makefile
+# The .pc is rewritten whenever its text would change (PREFIX, LIBDIR or
+# INCLUDEDIR given to a later make, e.g. make install PREFIX=/opt/cx), and
+# its paths are relative to ${prefix} so that pkg-config's
+# --define-variable=prefix=... relocates it.
+PC_LIBDIR     := $(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR))
+PC_INCLUDEDIR := $(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))
+$(PC_FILE): FORCE
 	@mkdir -p $(@D)
-	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' 'includedir=$(INCLUDEDIR)' '' \
+	@printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(PC_LIBDIR)' 'includedir=$(PC_INCLUDEDIR)' '' \
 	  'Name: cxvars' \
 	  'Description: Python contextvars for C and POSIX threads, with a context-propagating thread pool' \
 	  'Version: $(VERSION)' \
+	  'Requires.private: ck' \
 	  'Cflags: -I$${includedir}' \
 	  'Libs: -L$${libdir} -lcxvars' \
-	  'Libs.private: -lck -lpthread' > $@
+	  'Libs.private: -lpthread' > $@.tmp
+	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv -f $@.tmp $@; fi
+
+.PHONY: FORCE
+FORCE:
 
 $(B)/tests/%: tests/%.c tests/*.h $(STATIC_LIB)
 	@mkdir -p $(@D)
