@@ -13,7 +13,8 @@
 # default 1000000), BENCH_REPS (repetitions per figure, default 7 for the
 # core figures and 9 for the noisier pool ones),
 # BENCH_SAMPLE_MS (length of one core sample, default 12), BENCH_VERBOSE=1
-# (min/max of the samples on stderr).
+# (spread of the samples on stderr), BENCH_FILTER=name or prefix* (only
+# those figures, to profile one: e.g. with perf record on the program).
 #
 # The programs link against the shared library exactly as users do
 # (-L$(B) -lcxvars, found at run time through an $ORIGIN rpath), see only
@@ -50,11 +51,11 @@ bench-run:
 	  $$p > $$out/$$n.txt; cat $$out/$$n.txt; \
 	done; \
 	$(if $(BENCH_HAVE_POOL),,echo "== bench_pool skipped: the library has no pool (cx_pool_new) yet" >&2;) \
-	cat $$out/*.txt > $$out/figures.txt; \
+	figs="$(foreach p,$(BENCH_PROGS),$$out/$(notdir $(p)).txt)"; \
 	echo "== ratios" >&2; \
-	$(BENCH_B)/bench_report < $$out/figures.txt > $$out/ratios.txt; \
+	cat $$figs | $(BENCH_B)/bench_report > $$out/ratios.txt; \
 	cat $$out/ratios.txt; \
-	cat $(foreach p,$(BENCH_PROGS),$$out/$(notdir $(p)).txt) $$out/ratios.txt > $(B)/bench.txt; \
+	cat $$figs $$out/ratios.txt > $(B)/bench.txt; \
 	echo "== written to $(B)/bench.txt" >&2
 
 $(BENCH_B)/bench_core: bench/bench_core.c bench/bench.h include/cxvars.h $(SHARED_LIB)

@@ -24,6 +24,7 @@
  *                           saved values and frees the struct
  *   cxpool_vars_job_ns@K    cx_pool_submit from a context with K variables
  *                           set; the job reads one of them with cx_var_get
+ * BENCH_FILTER=name (or prefix*) runs only the figures named so.
  * Jobs that read a propagated value check it (a wrong value aborts the run:
  * the figure would be meaningless).
  *
@@ -291,6 +292,19 @@ int main(void)
     for (unsigned k = 0; k < NK; k++) {
         snprintf(nm, sizeof(nm), "cxpool_vars_job_ns@%u", kK[k]);
         add(F_VARS, k, nm);
+    }
+
+    /* BENCH_FILTER=name (or prefix*): only those figures (for profiling). */
+    const char *filter = getenv("BENCH_FILTER");
+    if (filter != NULL && *filter != '\0') {
+        size_t fl = strlen(filter);
+        bool prefix = filter[fl - 1] == '*';
+        int kept = 0;
+        for (int i = 0; i < nfigs; i++)
+            if (prefix ? strncmp(figs[i].name, filter, fl - 1) == 0
+                       : strcmp(figs[i].name, filter) == 0)
+                figs[kept++] = figs[i];
+        nfigs = kept;
     }
 
     /* Warm-up: threads started, allocator pools and queues grown. */
