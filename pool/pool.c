@@ -38,7 +38,8 @@
  * (queue.h) is a bounded ck_ring used MPMC, plus a counter of reserved
  * places that makes exactly queue_size jobs fit. Idle workers sleep on
  * the "work" event count, submitters facing a full queue on the "space"
- * event count (sleep.h: ck_ec32, futex); nobody spins while waiting.
+ * event count (sleep.h: ck_ec32, futex); nobody polls while waiting (ck_ec
+ * spins ~100 iterations before its futex sleep).
  *
  * Ownership of a job, step by step:
  *   1. submit: the context (a fresh cx_copy_context() snapshot, a new
@@ -88,12 +89,20 @@
  * Why it cannot lose a job, hang or deadlock:
  *   - A place is reserved before the push and given back after the pop,
  *     so the ring never holds more than queue_size entries and a push
- *     never fails. A submitter that finds no place sleeps on "space",
- *     which every pop bumps after giving a place back; it re-reads the
- *     count before trying, so a pop between its try and its sleep makes
- *     the sleep return at once.
- *   - A worker reads the "work" count before trying to pop; every push is
- *     followed by a bump, so a push it missed makes its sleep return.
+ *     never fails.
+ *   - Sleeping without a lost wake-up, and without a shared write per job
+ *     while nobody sleeps: a thread about to sleep first announces it in
+ *     a counter (`idle` for workers, `blocked` for submitters) with a
+ *     locked increment, then reads the event count, then looks again
+ *     (pop, resp. reserve), and only then sleeps until the count moves.
+ *     The other side changes the state first (push, resp. give-back),
+ *     then a full fence (the give-back is itself locked; the push ends
+ *     with a plain store, so an explicit fence follows it), then reads the
+ *     counter and bumps the event count if it is not zero. By the total
+ *     order of the two locked/fenced steps, either the second look sees
+ *     the change or the bump follows the sleeper's read of the count, and
+ *     its sleep returns at once. While every worker is busy and the queue
+ *     has room, a job costs no event-count traffic at all.
  *   - Shutdown sets CLOSED with a locked operation, then bumps both
  *     counts. A submitter re-checks CLOSED after reserving a place (both
  *     locked, so totally ordered with the shutdown): either it saw CLOSED
@@ -102,7 +111,8 @@
  *     worker leaves only when it sees CLOSED and no place reserved (read
  *     in that order), so a job whose submit succeeded is always taken off
  *     the queue. The worker whose give-back empties a CLOSED pool bumps
- *     "work", so no worker sleeps through the end.
+ *     "work" (unconditionally, like shutdown and a submitter that gives
+ *     its place back unused), so no worker sleeps through the end.
  *   - Shutdown joins the workers under a mutex held by nobody else; no
  *     lock is ever held while running a job or sleeping on an event
  *     count; a future's mutex is held only around its own condition
@@ -138,14 +148,16 @@ struct worker {
 struct cx_pool {
     struct cx__queue q;
     char pad0[64];
-    struct ck_ec32 work;  /* bumped after each push, after a reservation
-                             given back unused, when a give-back empties a
-                             closed pool, and by shutdown */
+    struct ck_ec32 work;    /* idle workers sleep here */
+    unsigned int idle;      /* workers about to sleep or asleep on work
+                               (atomic) */
     char pad1[64];
-    struct ck_ec32 space; /* bumped after each pop and by shutdown */
+    struct ck_ec32 space;   /* submitters facing a full queue sleep here */
+    unsigned int blocked;   /* submitters about to sleep or asleep on space
+                               (atomic) */
     char pad2[64];
-    unsigned int flags;   /* CX__P_* (atomic; only ever set) */
-    unsigned int gen;     /* fork generation at creation */
+    unsigned int flags;     /* CX__P_* (atomic; only ever set) */
+    unsigned int gen;       /* fork generation at creation */
     unsigned int nthreads;
     struct worker *workers; /* owned, nthreads entries */
     pthread_mutex_t join_lock;
@@ -173,6 +185,36 @@ static void handle(cx_pool *p, cx_future *f)
     cx__future_unref(f);
 }
 
+/* True when a worker may leave: the pool is closed and no place is
+ * reserved (so no job is queued or about to be). Read in that order. */
+static bool finished(cx_pool *p)
+{
+    if (!(ck_pr_load_uint(&p->flags) & CX__P_CLOSED))
+        return false;
+    ck_pr_fence_load();
+    return cx__queue_reserved(&p->q) == 0;
+}
+
+/* Takes the next job off the queue and gives its place back (waking a
+ * blocked submitter if there is one); NULL if the queue is empty. The
+ * caller owns the queue's reference to the job. */
+static cx_future *take(cx_pool *p)
+{
+    cx_future *f = cx__queue_pop(&p->q);
+    if (f == NULL)
+        return NULL;
+    bool empty = cx__queue_unreserve(&p->q);
+    /* The give-back above is a locked operation: a submitter that
+     * registered in `blocked` before it is seen here, and one that
+     * registers after it finds the place (see submit). */
+    ck_pr_fence_atomic_load();
+    if (ck_pr_load_uint(&p->blocked) != 0)
+        cx__ec_bump(&p->space);
+    if (empty && (ck_pr_load_uint(&p->flags) & CX__P_CLOSED))
+        cx__ec_bump(&p->work); /* let the sleeping workers see the end */
+    return f;
+}
+
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
@@ -180,22 +222,25 @@ static void *worker_main(void *arg)
     (void)cx__tstate_install(w->st);
     self_pool = p;
     for (;;) {
-        uint32_t seen = cx__ec_value(&p->work);
-        cx_future *f = cx__queue_pop(&p->q);
-        if (f != NULL) {
-            bool empty = cx__queue_unreserve(&p->q);
-            cx__ec_bump(&p->space);
-            if (empty && (ck_pr_load_uint(&p->flags) & CX__P_CLOSED))
-                cx__ec_bump(&p->work); /* let the others see the end */
-            handle(p, f);
-            continue;
-        }
-        if (ck_pr_load_uint(&p->flags) & CX__P_CLOSED) {
-            ck_pr_fence_load();
-            if (cx__queue_reserved(&p->q) == 0)
+        cx_future *f = take(p);
+        if (f == NULL) {
+            if (finished(p))
                 break;
+            /* Announce the sleep (locked), then look again: a submitter
+             * that pushed before the announcement is seen by this second
+             * look, one that pushes after it sees `idle` and bumps `work`
+             * after our read of the count, so the wait returns. */
+            ck_pr_inc_uint(&p->idle);
+            ck_pr_fence_atomic_load();
+            uint32_t seen = cx__ec_value(&p->work);
+            f = take(p);
+            if (f == NULL && !finished(p))
+                cx__ec_wait(&p->work, seen);
+            ck_pr_dec_uint(&p->idle);
+            if (f == NULL)
+                continue;
         }
-        cx__ec_wait(&p->work, seen);
+        handle(p, f);
     }
     self_pool = NULL;
     return NULL;
@@ -344,19 +389,29 @@ static int submit(cx_pool *p, cx_context *ctx, void *(*fn)(void *), void *arg,
         return CX_ENOMEM;
     }
     int rc;
-    for (;;) {
-        uint32_t seen = cx__ec_value(&p->space);
-        if (ck_pr_load_uint(&p->flags) & CX__P_CLOSED) {
-            rc = CX_ESHUTDOWN;
-            goto fail;
-        }
-        if (cx__queue_reserve(&p->q))
-            break;
+    if (!cx__queue_reserve(&p->q)) {
         if (!block) {
             rc = CX_EAGAIN;
             goto fail;
         }
-        cx__ec_wait(&p->space, seen);
+        /* Announce the wait (locked), then retry: a worker that gives a
+         * place back before the announcement is seen by the retry, one
+         * that gives it back after sees `blocked` and bumps `space` after
+         * our read of the count, so the wait returns. */
+        ck_pr_inc_uint(&p->blocked);
+        for (;;) {
+            ck_pr_fence_atomic_load();
+            uint32_t seen = cx__ec_value(&p->space);
+            if (ck_pr_load_uint(&p->flags) & CX__P_CLOSED) {
+                ck_pr_dec_uint(&p->blocked);
+                rc = CX_ESHUTDOWN;
+                goto fail;
+            }
+            if (cx__queue_reserve(&p->q))
+                break;
+            cx__ec_wait(&p->space, seen);
+        }
+        ck_pr_dec_uint(&p->blocked);
     }
     /* Ordered after the reservation (both locked): see "Why it cannot
      * lose a job" above. */
@@ -370,7 +425,12 @@ static int submit(cx_pool *p, cx_context *ctx, void *(*fn)(void *), void *arg,
     if (fut != NULL)
         *fut = f; /* before the push: afterwards f may complete any time */
     cx__queue_push(&p->q, f);
-    cx__ec_bump(&p->work);
+    /* The push ends with a plain store: a full fence orders it before the
+     * read of `idle` (see worker_main). No idle worker: no bump, no shared
+     * write. */
+    ck_pr_fence_memory();
+    if (ck_pr_load_uint(&p->idle) != 0)
+        cx__ec_bump(&p->work);
     return 0;
 fail:
     /* Nobody else ever saw f: undo it whole (it owns ctx). */
