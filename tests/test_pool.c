@@ -424,6 +424,35 @@ static void submit_in_writes_land_in_the_given_context(void **state)
     cx_var_release(v);
 }
 
+static void *set_five(void *arg)
+{
+    return TAG(cx_var_set(arg, TAG(5), NULL));
+}
+
+static void submit_in_keeps_the_context_alive_while_queued(void **state)
+{
+    (void)state;
+    cx_var *v = new_var("v");
+    struct gate g;
+    cx_future *gf, *f;
+    cx_pool *p = blocked_pool(&g, 4, &gf);
+    cx_context *ctx = cx_context_new();
+    void *rc = TAG(1);
+    assert_int_equal(cx_context_run(ctx, set_five, v, &rc), 0);
+    assert_ptr_equal(rc, TAG(0));
+    struct seen s = {.vars = {v}};
+    assert_int_equal(cx_pool_submit_in(p, ctx, record_job, &s, &f), 0);
+    cx_context_release(ctx); /* the queued job holds its own reference */
+    gate_open(&g);
+    wait_ok(gf, TAG(0x6a7e));
+    wait_ok(f, &s);
+    assert_int_equal(s.rc[0], 0);
+    assert_ptr_equal(s.val[0], TAG(5));
+    cx_pool_free(p);
+    gate_destroy(&g);
+    cx_var_release(v);
+}
+
 static void same_context_in_two_jobs_one_runs_one_is_busy(void **state)
 {
     (void)state;
@@ -756,6 +785,43 @@ static void wait_with_past_deadline_times_out(void **state)
     gate_destroy(&g);
 }
 
+struct waiter {
+    cx_future *f;
+    bool timed;
+    int rc;
+};
+
+static void *waiter_thread(void *arg)
+{
+    struct waiter *w = arg;
+    struct timespec d = now_plus_ms(60000);
+    w->rc = cx_future_wait(w->f, w->timed ? &d : NULL);
+    return NULL;
+}
+
+static void several_threads_wait_on_one_future(void **state)
+{
+    (void)state;
+    struct gate g;
+    cx_future *gf;
+    cx_pool *p = blocked_pool(&g, 4, &gf);
+    struct waiter w[3] = {{.f = gf}, {.f = gf, .timed = true}, {.f = gf}};
+    pthread_t t[3];
+    for (int i = 0; i < 3; i++) {
+        w[i].rc = 1;
+        assert_int_equal(pthread_create(&t[i], NULL, waiter_thread, &w[i]), 0);
+    }
+    sleep_ms(20); /* most likely all asleep in the slow path by now */
+    gate_open(&g);
+    for (int i = 0; i < 3; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(w[i].rc, 0);
+    }
+    wait_ok(gf, TAG(0x6a7e));
+    cx_pool_free(p);
+    gate_destroy(&g);
+}
+
 /* ====================================================== fire and forget */
 
 static void fire_and_forget_jobs_all_run_before_free_returns(void **state)
@@ -1079,6 +1145,7 @@ int main(void)
         cmocka_unit_test(sibling_jobs_do_not_see_each_other),
         cmocka_unit_test(nested_submit_propagates_the_jobs_context),
         cmocka_unit_test(submit_in_writes_land_in_the_given_context),
+        cmocka_unit_test(submit_in_keeps_the_context_alive_while_queued),
         cmocka_unit_test(same_context_in_two_jobs_one_runs_one_is_busy),
         cmocka_unit_test(cancelled_queued_job_never_runs),
         cmocka_unit_test(shutdown_runs_queued_jobs),
@@ -1088,6 +1155,7 @@ int main(void)
         cmocka_unit_test(blocking_submit_waits_for_space),
         cmocka_unit_test(blocked_submit_fails_on_shutdown),
         cmocka_unit_test(wait_with_past_deadline_times_out),
+        cmocka_unit_test(several_threads_wait_on_one_future),
         cmocka_unit_test(fire_and_forget_jobs_all_run_before_free_returns),
         cmocka_unit_test(idle_pool_uses_no_cpu),
         cmocka_unit_test(fork_child_gets_efork_and_can_make_a_new_pool),
