@@ -77,7 +77,8 @@ cx_future *cx__future_new(void *(*fn)(void *), void *arg, cx_context *ctx, bool 
 }
 
 /* True once DONE or CANCELLED; then everything the completer wrote is
- * visible to the caller. */
+ * visible to the caller. f borrowed (as in every function below unless
+ * said otherwise). */
 static bool complete(cx_future *f)
 {
     unsigned int s = ck_pr_load_uint(&f->state);
@@ -156,7 +157,8 @@ static bool valid_deadline(const struct timespec *d)
     return d == NULL || (d->tv_sec >= 0 && d->tv_nsec >= 0 && d->tv_nsec < 1000000000L);
 }
 
-/* Sleeps on cv until f completes or the deadline passes. */
+/* Sleeps on cv until f completes or the deadline passes: 0 or
+ * CX_ETIMEDOUT. */
 static int wait_slow(cx_future *f, const struct timespec *deadline)
 {
     int rc = 0;
@@ -177,6 +179,9 @@ static int wait_slow(cx_future *f, const struct timespec *deadline)
     return rc;
 }
 
+/* Waits until f completes (0) or the absolute CLOCK_MONOTONIC deadline
+ * passes (CX_ETIMEDOUT; NULL: no deadline). The caller's reference must
+ * stay alive during the wait (do not release it from another thread). */
 int cx_future_wait(cx_future *f, const struct timespec *deadline)
 {
     if (f == NULL || !valid_deadline(deadline))
@@ -189,6 +194,9 @@ int cx_future_wait(cx_future *f, const struct timespec *deadline)
     return wait_slow(f, deadline);
 }
 
+/* Waits, then 0 and the job's return value in *result (if result), or the
+ * job's status: CX_EBUSY (its context was entered elsewhere) or
+ * CX_ECANCELED; *result is then left alone. */
 int cx_future_result(cx_future *f, void **result)
 {
     int rc = cx_future_wait(f, NULL);
@@ -203,6 +211,9 @@ int cx_future_result(cx_future *f, void **result)
     return 0;
 }
 
+/* 0 if the job will never run (cancelled now or before: its context is
+ * released and the future complete when this returns); CX_EBUSY if it is
+ * running or done. */
 int cx_future_cancel(cx_future *f)
 {
     if (f == NULL)
@@ -218,6 +229,8 @@ int cx_future_cancel(cx_future *f)
     return s == CX__F_CANCELLING || s == CX__F_CANCELLED ? 0 : CX_EBUSY;
 }
 
+/* Drops the caller's reference (NULL is a no-op); the job itself is not
+ * affected (fire and forget from then on). */
 void cx_future_release(cx_future *f)
 {
     if (f != NULL)

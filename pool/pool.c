@@ -215,6 +215,9 @@ static cx_future *take(cx_pool *p)
     return f;
 }
 
+/* A worker thread. arg: its struct worker (borrowed from the pool, which
+ * outlives the thread); installs the state prepared for it (which the
+ * thread then owns) and serves the queue until finished(). */
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
@@ -246,7 +249,7 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-/* Joins every worker once (later callers wait for the first). */
+/* Joins every worker once (later callers wait for the first). p borrowed. */
 static void join_all(cx_pool *p)
 {
     pthread_mutex_lock(&p->join_lock);
@@ -258,7 +261,7 @@ static void join_all(cx_pool *p)
     pthread_mutex_unlock(&p->join_lock);
 }
 
-/* Sets flags (CLOSED at least) and wakes every sleeper. */
+/* Sets flags (CLOSED at least) and wakes every sleeper. p borrowed. */
 static void close_pool(cx_pool *p, unsigned int flags)
 {
     ck_pr_or_uint(&p->flags, flags);
@@ -266,7 +269,7 @@ static void close_pool(cx_pool *p, unsigned int flags)
     cx__ec_bump(&p->space);
 }
 
-/* Frees the pool's memory; workers gone, queue empty. */
+/* Frees the pool's memory (p is consumed); workers gone, queue empty. */
 static void destroy(cx_pool *p)
 {
     CX__CK_TRACKED(&p->work, sizeof(p->work));
@@ -442,7 +445,7 @@ fail:
     return rc;
 }
 
-/* Checks shared by every submit; 0 if p may take a job. */
+/* Checks shared by every submit; 0 if p (borrowed) may take a job. */
 static int check(cx_pool *p, void *(*fn)(void *))
 {
     if (p == NULL || fn == NULL)
@@ -485,6 +488,11 @@ int cx_pool_submit_in(cx_pool *p, cx_context *ctx, void *(*fn)(void *), void *ar
 
 /* -------------------------------------------------------- shutdown, free */
 
+/* Closes p (borrowed: still to be freed with cx_pool_free) and waits for
+ * its workers to finish the running jobs and, unless cancel_pending, the
+ * queued ones; cancelled jobs complete with CX_ECANCELED and their
+ * contexts are released. Idempotent; a later call with cancel_pending
+ * cancels what an earlier one is still draining. */
 int cx_pool_shutdown(cx_pool *p, bool cancel_pending)
 {
     if (p == NULL)
@@ -522,6 +530,8 @@ static void free_stale(cx_pool *p)
     destroy(p);
 }
 
+/* cx_pool_shutdown(p, false), then frees p (consumed). Futures obtained
+ * from p stay valid (each is released by its holder). */
 void cx_pool_free(cx_pool *p)
 {
     if (p == NULL)

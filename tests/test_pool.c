@@ -38,8 +38,6 @@
  * which TSan refuses by default. */
 const char *__tsan_default_options(void);
 const char *__tsan_default_options(void) { return "die_after_fork=0"; }
-#else
-#include <valgrind/valgrind.h>
 #endif
 
 /* ================================================================ helpers */
@@ -862,11 +860,7 @@ static void idle_pool_uses_no_cpu(void **state)
     double before = cpu_ms();
     sleep_ms(300);
     double used = cpu_ms() - before;
-    double limit = 30.0;
-#ifndef TEST_TSAN
-    if (RUNNING_ON_VALGRIND)
-        limit = 100.0; /* valgrind's own bookkeeping at each wake-up */
-#endif
+    double limit = 30.0; /* measured: ~0.1 ms natively, ~1 ms under valgrind */
     cx_pool_free(p);
     if (used >= limit)
         fprintf(stderr, "idle pool used %.1f ms of CPU in 300 ms\n", used);
