@@ -98,7 +98,7 @@ struct mvar {
     void *def;
     bool destroy;
     bool creator_released;
-    char name[24];
+    char name[32];
 };
 
 struct mctx {
