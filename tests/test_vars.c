@@ -854,6 +854,108 @@ static void failed_set_leaves_the_value_with_the_caller(void **state)
     cx_var_release(x);
 }
 
+/* A destroy callback may use the API: it runs after the change took
+ * effect and outside any lock. */
+typedef struct reentry {
+    cx_var *x, *y;
+    int calls;
+    int rc_get;
+    void *seen;
+    int rc_set;
+} reentry;
+static reentry *reentry_state;
+
+static void reentrant_destroy(void *v)
+{
+    reentry *r = reentry_state;
+    (void)v;
+    r->calls++;
+    r->rc_get = cx_var_get(r->x, &r->seen);
+    r->rc_set = cx_var_set(r->y, &items[15], NULL);
+}
+
+static void *overwrite_x(void *arg)
+{
+    reentry *r = arg;
+    if (cx_var_set(r->x, &items[13], NULL) != 0 || cx_var_set(r->x, &items[14], NULL) != 0)
+        return NULL;
+    return arg;
+}
+
+static void *release_ctx(void *ctx)
+{
+    cx_context_release(ctx);
+    return NULL;
+}
+
+static void destroy_callback_may_use_the_api(void **state)
+{
+    (void)state;
+    reentry r;
+    memset(&r, 0, sizeof(r));
+    reentry_state = &r;
+    cx_var_opts o = {.has_default = false, .default_value = NULL, .destroy = reentrant_destroy};
+    r.x = mkvar("x", &o);
+    r.y = mkvar("y", NULL);
+    r.rc_get = r.rc_set = 99;
+    cx_context *ctx = cx_context_new();
+    assert_non_null(ctx);
+    void *res = NULL;
+    assert_int_equal(cx_context_run(ctx, overwrite_x, &r, &res), 0);
+    assert_ptr_equal(res, &r);
+    assert_int_equal(r.calls, 1); /* items[13], during the second set */
+    assert_int_equal(r.rc_get, 0);
+    assert_ptr_equal(r.seen, &items[14]); /* the new value is already bound */
+    assert_int_equal(r.rc_set, 0);
+    void *out = NULL;
+    assert_int_equal(cx_context_get(ctx, r.y, &out), 0);
+    assert_ptr_equal(out, &items[15]);
+    /* Released while another context is current: the callback runs in
+     * this thread, in that context. */
+    r.rc_set = 99;
+    cx_context *scratch = cx_context_new();
+    assert_non_null(scratch);
+    assert_int_equal(cx_context_run(scratch, release_ctx, ctx, NULL), 0);
+    assert_int_equal(r.calls, 2);
+    assert_int_equal(r.rc_get, CX_ELOOKUP); /* x is not bound in scratch */
+    assert_int_equal(r.rc_set, 0);
+    assert_int_equal(cx_context_get(scratch, r.y, &out), 0);
+    assert_ptr_equal(out, &items[15]);
+    cx_context_release(scratch);
+    cx_var_release(r.x);
+    cx_var_release(r.y);
+    reentry_state = NULL;
+}
+
+static void token_outlives_the_context_it_was_made_in(void **state)
+{
+    (void)state;
+    reset_destroy_counts();
+    cx_var *x = owned_var("x", NULL);
+    cx_context *ctx = cx_context_new();
+    assert_non_null(ctx);
+    cx_token *t = NULL;
+    assert_int_equal(ctx_set(ctx, x, &items[17], NULL), 0);
+    assert_int_equal(ctx_set(ctx, x, &items[18], &t), 0);
+    cx_context_release(ctx);
+    assert_int_equal(destroy_count[18], 1);
+    assert_int_equal(destroy_count[17], 0); /* the token's old value */
+    void *old = NULL;
+    assert_int_equal(cx_token_old_value(t, &old), 0);
+    assert_ptr_equal(old, &items[17]);
+    assert_ptr_equal(cx_token_var(t), x);
+    /* Its context is gone: no context is it, even one at the same address. */
+    cx_context *again = cx_context_new();
+    assert_non_null(again);
+    assert_int_equal(ctx_reset(again, x, t), CX_ECONTEXT);
+    assert_int_equal(cx_var_reset(x, t), CX_ECONTEXT);
+    assert_false(cx_token_used(t));
+    cx_token_release(t);
+    assert_int_equal(destroy_count[17], 1);
+    cx_context_release(again);
+    cx_var_release(x);
+}
+
 /* ============================================================ NULLs */
 
 static void null_arguments_return_einval(void **state)
@@ -1059,6 +1161,8 @@ int main(void)
         T(context_copies_keep_values_alive),
         T(retained_context_destroys_values_at_last_release),
         T(failed_set_leaves_the_value_with_the_caller),
+        T(destroy_callback_may_use_the_api),
+        T(token_outlives_the_context_it_was_made_in),
         T(null_arguments_return_einval),
         T(every_error_code_has_a_name_and_message),
         T(allocator_hook_is_used_and_null_restores_default),
