@@ -31,19 +31,67 @@ typedef struct cx_pool_opts {
                             returns CX_EAGAIN; 0 = a sensible default */
 } cx_pool_opts;
 
+/* Limits: threads 0 = the number of online CPUs (at most 1024); 1..1024 as
+ * given, more is CX_EINVAL. queue_size 0 = 4096; 1..16777216 (1 << 24), more
+ * is CX_EINVAL. A job cancelled while queued keeps its place until a worker
+ * discards it.
+ *
+ * Errors common to every call: NULL pool, fn or out is CX_EINVAL; out of
+ * memory is CX_ENOMEM with nothing leaked and nothing changed; after
+ * shutdown, submits get CX_ESHUTDOWN. In a fork() child, a pool created
+ * before the fork answers CX_EFORK (submit, try_submit, submit_in,
+ * shutdown; wait/result/cancel of its unfinished futures too) instead of
+ * hanging, and cx_pool_free of it frees what it can without joining.
+ *
+ * Waiting inside jobs: a job may wait on another job's future only while a
+ * worker stays free to run it. If every worker waits on jobs still queued,
+ * the pool deadlocks (there is no work stealing); the same holds for a
+ * blocking cx_pool_submit from a job into its own full pool: use
+ * cx_pool_try_submit there. Workers start with every signal blocked. */
+
+/* Starts the workers. *out receives the pool (free it with cx_pool_free).
+ * CX_EAGAIN if a thread cannot be created. */
 CX_EXTERN int cx_pool_new(cx_pool **out, const cx_pool_opts *opts);
+
+/* Queues fn(arg) to run inside a snapshot of the caller's current context
+ * taken now (cx_copy_context, O(1)); the job's writes stay in the snapshot.
+ * Blocks while the queue is full. *fut (if fut is not NULL) receives a new
+ * reference (cx_future_release); fut == NULL is fire and forget. */
 CX_EXTERN int cx_pool_submit(cx_pool *p, void *(*fn)(void *), void *arg,
                              cx_future **fut);
+/* As cx_pool_submit, but CX_EAGAIN instead of blocking on a full queue. */
 CX_EXTERN int cx_pool_try_submit(cx_pool *p, void *(*fn)(void *), void *arg,
                                  cx_future **fut);
+/* Runs fn(arg) in ctx itself (the pool keeps its own reference until the
+ * job has run), so its writes are visible in ctx afterwards; if ctx is
+ * entered elsewhere when the job starts, fn is not called and the future
+ * completes with CX_EBUSY. ctx == NULL: a fresh empty context. */
 CX_EXTERN int cx_pool_submit_in(cx_pool *p, cx_context *ctx,
                                 void *(*fn)(void *), void *arg, cx_future **fut);
+/* Refuses new jobs (CX_ESHUTDOWN), waits for running jobs and, unless
+ * cancel_pending, for queued ones; cancelled jobs complete with
+ * CX_ECANCELED and their contexts are released. Idempotent; a later call
+ * with cancel_pending cancels what an earlier call is still draining.
+ * CX_EBUSY (nothing changed) when called from one of the pool's own jobs. */
 CX_EXTERN int cx_pool_shutdown(cx_pool *p, bool cancel_pending);
+/* cx_pool_shutdown(p, false), joins the workers, frees the pool. NULL is a
+ * no-op; from one of the pool's own jobs it is ignored (a caller bug). */
 CX_EXTERN void cx_pool_free(cx_pool *p);
 
+/* Waits until the job completed or the absolute CLOCK_MONOTONIC deadline
+ * passed (NULL: forever): 0, CX_ETIMEDOUT, or CX_EINVAL for a bad timespec. */
 CX_EXTERN int cx_future_wait(cx_future *f, const struct timespec *deadline);
+/* Waits, then 0 and the job's return value in *result (if not NULL), or
+ * the job's status: CX_EBUSY (submit_in context was entered elsewhere),
+ * CX_ECANCELED. When a future completes, the pool has already released the
+ * job's context, so its destroy callbacks have run. */
 CX_EXTERN int cx_future_result(cx_future *f, void **result);
+/* 0 if the job will never run (also if already cancelled): its context is
+ * released and the future completes with CX_ECANCELED; CX_EBUSY if it is
+ * running or done. */
 CX_EXTERN int cx_future_cancel(cx_future *f);
+/* Drops the caller's reference; NULL is a no-op. Must not be called while
+ * another thread waits on f. */
 CX_EXTERN void cx_future_release(cx_future *f);
 
 #ifdef __cplusplus

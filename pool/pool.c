@@ -131,7 +131,7 @@
 #include "future.h"
 #include "queue.h"
 #include "sleep.h"
-#include "untracked.h"
+#include "annotate.h"
 
 #define CX__POOL_MAX_THREADS 1024u
 #define CX__POOL_DEFAULT_QUEUE 4096u
@@ -463,14 +463,14 @@ static int check(cx_pool *p, void *(*fn)(void *))
 int cx_pool_submit(cx_pool *p, void *(*fn)(void *), void *arg, cx_future **fut)
 {
     int rc = check(p, fn);
-    return rc != 0 ? rc : submit(p, cx_copy_context(), fn, arg, fut, true);
+    return rc != 0 ? rc : submit(p, cx__copy_context_private(), fn, arg, fut, true);
 }
 
 /* As cx_pool_submit, but CX_EAGAIN instead of blocking. */
 int cx_pool_try_submit(cx_pool *p, void *(*fn)(void *), void *arg, cx_future **fut)
 {
     int rc = check(p, fn);
-    return rc != 0 ? rc : submit(p, cx_copy_context(), fn, arg, fut, false);
+    return rc != 0 ? rc : submit(p, cx__copy_context_private(), fn, arg, fut, false);
 }
 
 /* fn(arg) will run in ctx itself (borrowed by the caller; the job takes

@@ -25,18 +25,37 @@
 #endif
 #endif
 
+/*
+ * Words that only ck's own code touches (a ring's indexes and slots, an
+ * event count's counter) are hidden from helgrind and DRD instead:
+ *
+ *     CX__CK_UNTRACKED(addr, size);   when the words are created
+ *     CX__CK_TRACKED(addr, size);     before their memory is freed
+ *
+ * ck's inline-assembly atomics on them would otherwise be reported as
+ * races, and a suppression naming ck's functions cannot match them
+ * reliably: a ck load inlined at the target of a jump is reported at the
+ * jump, in cxvars code. No cxvars code reads or writes those words; what
+ * travels through them is annotated with CX__HAPPENS_* like every handoff.
+ * TSan does not instrument inline assembly; only ck_ring's memcpy of slot
+ * contents reaches it, and tests/tsan.supp names those ck functions.
+ */
 #ifdef CX__TSAN
 void __tsan_acquire(void *addr);
 void __tsan_release(void *addr);
 #define CX__HAPPENS_BEFORE(addr) __tsan_release((void *)(addr))
 #define CX__HAPPENS_AFTER(addr) __tsan_acquire((void *)(addr))
-/* Forget the handoff history of a block being freed (helgrind only). */
-#define CX__FORGET(addr, size) ((void)0)
+#define CX__CK_UNTRACKED(addr, size) ((void)(addr), (void)(size))
+#define CX__CK_TRACKED(addr, size) ((void)(addr), (void)(size))
+/* Forget the handoff history of an address being freed (valgrind only). */
+#define CX__FORGET(addr, size) ((void)(addr), (void)(size))
 #else
 #include <valgrind/helgrind.h>
-/* helgrind.h's ANNOTATE_HAPPENS_* are the same client requests DRD honours. */
+/* helgrind.h's client requests are honoured by DRD as well. */
 #define CX__HAPPENS_BEFORE(addr) ANNOTATE_HAPPENS_BEFORE(addr)
 #define CX__HAPPENS_AFTER(addr) ANNOTATE_HAPPENS_AFTER(addr)
+#define CX__CK_UNTRACKED(addr, size) VALGRIND_HG_DISABLE_CHECKING((addr), (size))
+#define CX__CK_TRACKED(addr, size) VALGRIND_HG_ENABLE_CHECKING((addr), (size))
 #define CX__FORGET(addr, size) ANNOTATE_HAPPENS_BEFORE_FORGET_ALL(addr)
 #endif
 

@@ -31,14 +31,20 @@ static void tstate_destroy(void *p)
     }
 }
 
+/* pthread_once orders tstate_key_init before every return of
+ * pthread_once, but race detectors do not model that: announce it. */
 static void tstate_key_init(void)
 {
     tstate_key_err = pthread_key_create(&tstate_key, tstate_destroy);
+    CX__HAPPENS_BEFORE(&tstate_once);
 }
 
 cx__tstate *cx__tstate_new(void)
 {
-    if (pthread_once(&tstate_once, tstate_key_init) != 0 || tstate_key_err != 0)
+    if (pthread_once(&tstate_once, tstate_key_init) != 0)
+        return NULL;
+    CX__HAPPENS_AFTER(&tstate_once);
+    if (tstate_key_err != 0)
         return NULL;
     cx__tstate *st = cx__malloc(sizeof(*st));
     if (st == NULL)
