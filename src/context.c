@@ -28,7 +28,7 @@ cx_context *cx_context_new(void)
     ctx->private_ = false;
     ctx->id = next_id();
     ctx->root = NULL;
-    if (pthread_spin_init(&ctx->lock, PTHREAD_PROCESS_PRIVATE) != 0) {
+    if (pthread_mutex_init(&ctx->lock, NULL) != 0) {
         cx__free(ctx);
         return NULL;
     }
@@ -58,7 +58,7 @@ void cx_context_release(cx_context *ctx)
     if (ctx == NULL || !cx__ref_dec(&ctx->ref))
         return;
     cx__map_release(ctx->root);
-    pthread_spin_destroy(&ctx->lock);
+    pthread_mutex_destroy(&ctx->lock);
     cx__free(ctx);
 }
 
@@ -82,10 +82,10 @@ cx__node *cx__context_snapshot(const cx_context *ctx)
     /* The owner cannot swap or update the root in place while we hold the
      * lock, and it only updates in place what nobody else references: our
      * reference, taken here, makes the root shared from now on. */
-    pthread_spin_lock(&c->lock);
+    pthread_mutex_lock(&c->lock);
     root = c->root;
     cx__map_retain(root);
-    pthread_spin_unlock(&c->lock);
+    pthread_mutex_unlock(&c->lock);
     return root;
 }
 
@@ -146,11 +146,11 @@ static bool lookup(const cx_context *ctx, const cx_var *var, void **value)
             *value = b->value;
         return b != NULL;
     }
-    pthread_spin_lock(&c->lock);
+    pthread_mutex_lock(&c->lock);
     b = cx__map_find(c->root, var);
     if (b != NULL)
         *value = b->value;
-    pthread_spin_unlock(&c->lock);
+    pthread_mutex_unlock(&c->lock);
     return b != NULL;
 }
 
@@ -174,9 +174,9 @@ size_t cx_context_len(const cx_context *ctx)
     cx_context *c = (cx_context *)ctx;
     if (is_owner(ctx))
         return cx__map_len(c->root);
-    pthread_spin_lock(&c->lock);
+    pthread_mutex_lock(&c->lock);
     size_t n = cx__map_len(c->root);
-    pthread_spin_unlock(&c->lock);
+    pthread_mutex_unlock(&c->lock);
     return n;
 }
 

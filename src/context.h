@@ -29,7 +29,10 @@ struct cx_context {
      * keeps to itself): there are no readers to exclude, so the owner
      * skips the lock. */
     bool private_;
-    pthread_spinlock_t lock;
+    /* A mutex, not a spinlock: it is held for a few instructions, only
+     * for contexts other threads can reach, and every race detector
+     * models mutexes natively (helgrind misreads glibc's spinlocks). */
+    pthread_mutex_t lock;
     uint64_t id;    /* unique for the life of the process; tokens keep it */
     cx__node *root; /* owned; NULL is the empty map */
 };
@@ -38,12 +41,12 @@ struct cx_context {
 static inline void cx__owner_lock(cx_context *ctx)
 {
     if (!ctx->private_)
-        pthread_spin_lock(&ctx->lock);
+        pthread_mutex_lock(&ctx->lock);
 }
 static inline void cx__owner_unlock(cx_context *ctx)
 {
     if (!ctx->private_)
-        pthread_spin_unlock(&ctx->lock);
+        pthread_mutex_unlock(&ctx->lock);
 }
 
 /* One direct-mapped cache line per variable slot. An entry is valid iff
