@@ -522,9 +522,7 @@ static void free_stale(cx_pool *p)
      * then have exited and freed them). */
     if (!(ck_pr_load_uint(&p->flags) & CX__P_CLOSED)) {
         for (unsigned int i = 0; i < p->nthreads; i++) {
-            cx__tstate *st = p->workers[i].st;
-            cx_context_release(st->base);
-            cx__free(st);
+            cx__tstate_free(p->workers[i].st);
         }
     }
     destroy(p);

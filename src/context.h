@@ -69,8 +69,20 @@ static inline void cx__cache_fill(cx__cache_entry *e, const cx_var *var, uint64_
     e->value = value;
 }
 
+/* The reset reserve. A reset must not fail: CX_WITH has no way to report
+ * it, and a failed reset leaves a value bound that its scope ended. It
+ * allocates only when the map is shared (a copy was taken since the set),
+ * at most one node per level plus the nodes of one split: so each thread
+ * keeps that many node-sized blocks, taken from the allocator by sets that
+ * return a token, and only a reset may use them when the allocator fails. */
+#define CX__RESERVE_BLOCKS (CX__HAMT_MAX_DEPTH + 2)
+#define CX__RESERVE_BLOCK_BYTES CX__NODE_BYTES(32)
+
 typedef struct cx__tstate {
     uint64_t gen;
+    unsigned nreserve;
+    bool reserve_armed; /* a reset is under way: the reserve may be used */
+    void *reserve[CX__RESERVE_BLOCKS]; /* owned blocks */
     cx_context *cur;  /* borrowed from whoever entered it (run, thread
                          trampoline), or == base */
     cx_context *base; /* owned; created by the first set outside any run */
@@ -88,6 +100,11 @@ CX__HIDDEN cx__tstate *cx__tstate_get(void);
 CX__HIDDEN cx__tstate *cx__tstate_new(void);
 /* Makes st (consumed) this thread's state; returns it borrowed. */
 CX__HIDDEN cx__tstate *cx__tstate_install(cx__tstate *st);
+/* Frees a state (consumed) that no thread runs on any more: its reserve
+ * and its base context. */
+CX__HIDDEN void cx__tstate_free(cx__tstate *st);
+/* Tops up st's reset reserve; a failed allocation just leaves it short. */
+CX__HIDDEN void cx__reserve_fill(cx__tstate *st);
 /* The current context for a write, creating the base context; NULL on
  * ENOMEM. Borrowed. */
 CX__HIDDEN cx_context *cx__current_for_write(cx__tstate *st);

@@ -138,10 +138,13 @@ static uint32_t binding_hash(const cx__binding *b) { return b->var->hash; }
 
 /* ========================================================== nodes */
 
+_Static_assert(sizeof(cx__node) == CX__NODE_BYTES(0), "node header size");
+
 static cx__node *node_alloc(uint32_t kind, uint32_t count)
 {
-    cx__node *n = cx__malloc(sizeof(*n) + count * sizeof(n->slot[0]));
-    if (n == NULL)
+    size_t bytes = CX__NODE_BYTES(count);
+    cx__node *n = cx__malloc(bytes);
+    if (n == NULL && (n = cx__reserve_take(bytes)) == NULL)
         return NULL;
     cx__ref_init(&n->h.ref);
     n->h.kind = kind;

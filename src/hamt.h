@@ -18,6 +18,13 @@
  * the top 2 bits), then one collision level: 8 levels at most (gh-93065). */
 #define CX__HAMT_MAX_DEPTH 8
 
+/* Bytes of a node with `count` slots (hamt.c checks the header size). */
+#define CX__NODE_BYTES(count) (24u + (size_t)(count) * sizeof(void *))
+
+/* Memory for a node when the allocator said no: a block from the calling
+ * thread's reset reserve (tstate.c), or NULL. */
+CX__HIDDEN void *cx__reserve_take(size_t size);
+
 enum cx__kind { CX__K_BINDING = 1, CX__K_BITMAP = 2, CX__K_COLLISION = 3 };
 
 /* Common header of everything a node slot can point to. */

@@ -65,6 +65,8 @@ int cx_var_set(cx_var *var, void *value, cx_token **tokp)
         tok->old_value = old != NULL ? old->value : NULL;
         tok->used = false;
         *tokp = tok;
+        if (st->nreserve < CX__RESERVE_BLOCKS)
+            cx__reserve_fill(st); /* for the reset this token allows */
     } else {
         cx__obj_release((cx__obj *)old);
     }
@@ -90,6 +92,7 @@ int cx_var_reset(cx_var *var, cx_token *tok)
     cx__binding *removed;
     int rc;
     cx__owner_lock(ctx);
+    st->reserve_armed = true;
     cx__binding *back = tok->old;
     bool move = back != NULL && var->destroy == NULL;
     if (back != NULL) {
@@ -99,6 +102,7 @@ int cx_var_reset(cx_var *var, cx_token *tok)
     } else {
         rc = cx__map_del(&ctx->root, var, &removed, &g);
     }
+    st->reserve_armed = false;
     cx__owner_unlock(ctx);
     if (rc != 0) {
         if (back != NULL && !move)

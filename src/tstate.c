@@ -14,14 +14,11 @@ static pthread_key_t tstate_key;
 static pthread_once_t tstate_once = PTHREAD_ONCE_INIT;
 static int tstate_key_err;
 
-static void tstate_destroy(void *p)
+void cx__tstate_free(cx__tstate *st)
 {
-    cx__tstate *st = p;
     cx_context *base = st->base;
-    /* Destroy callbacks run by the release below see a thread without
-     * state; if they set variables, a new state is registered and this
-     * destructor runs again (POSIX repeats destructors for that case). */
-    cx__ts = NULL;
+    for (unsigned i = 0; i < st->nreserve; i++)
+        cx__free(st->reserve[i]);
     cx__free(st);
     if (base != NULL) {
         CX__HAPPENS_BEFORE(&base->entered);
@@ -29,6 +26,33 @@ static void tstate_destroy(void *p)
         ck_pr_store_uint(&base->entered, 0);
         cx_context_release(base);
     }
+}
+
+static void tstate_destroy(void *p)
+{
+    /* Destroy callbacks run while freeing see a thread without state; if
+     * they set variables, a new state is registered and this destructor
+     * runs again (POSIX repeats destructors for that case). */
+    cx__ts = NULL;
+    cx__tstate_free(p);
+}
+
+void cx__reserve_fill(cx__tstate *st)
+{
+    while (st->nreserve < CX__RESERVE_BLOCKS) {
+        void *b = cx__malloc(CX__RESERVE_BLOCK_BYTES);
+        if (b == NULL)
+            return;
+        st->reserve[st->nreserve++] = b;
+    }
+}
+
+void *cx__reserve_take(size_t size)
+{
+    cx__tstate *st = cx__ts;
+    if (st == NULL || !st->reserve_armed || st->nreserve == 0 || size > CX__RESERVE_BLOCK_BYTES)
+        return NULL;
+    return st->reserve[--st->nreserve];
 }
 
 /* pthread_once orders tstate_key_init before every return of

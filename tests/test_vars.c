@@ -854,6 +854,65 @@ static void failed_set_leaves_the_value_with_the_caller(void **state)
     cx_var_release(x);
 }
 
+/* The reset at the end of a CX_WITH block has to copy the map when the
+ * block took a copy of the context; it must succeed even when the
+ * allocator fails by then (the per-thread reserve), or the block's value
+ * would stay bound. Covers the restore (x was bound) and remove (y was
+ * not) paths, with maps of 1 and of 40 variables. */
+static void with_block_resets_even_when_allocation_fails_after_a_copy(void **state)
+{
+    (void)state;
+    enum { MANY = 40 };
+    cx_var *x = mkvar("x", NULL), *y = mkvar("y", NULL), *many[MANY];
+    for (int size = 1; size <= MANY; size += MANY - 1) {
+        cx_token *filler[MANY];
+        for (int i = 0; i < size; i++) {
+            many[i] = mkvar("filler", NULL);
+            assert_int_equal(cx_var_set(many[i], &items[i % 10], &filler[i]), 0);
+        }
+        cx_token *tx;
+        assert_int_equal(cx_var_set(x, &items[1], &tx), 0);
+        cx_allocator a = {maybe_malloc, free};
+        assert_int_equal(cx_set_allocator(&a), 0);
+        cx_context *copies[2] = {NULL, NULL};
+        int ran = 0;
+        CX_WITH(x, &items[2])
+        {
+            CX_WITH(y, &items[3])
+            {
+                copies[0] = cx_copy_context();
+                ran++;
+                failing = 1;
+            }
+            copies[1] = cx_copy_context(); /* fails: failing is set */
+        }
+        failing = 0;
+        assert_int_equal(cx_set_allocator(NULL), 0);
+        assert_int_equal(ran, 1);
+        assert_non_null(copies[0]);
+        assert_null(copies[1]);
+        void *out = NULL;
+        assert_int_equal(cx_var_get(x, &out), 0);
+        assert_ptr_equal(out, &items[1]);
+        assert_int_equal(cx_var_get(y, &out), CX_ELOOKUP);
+        /* The copy kept the block's values. */
+        assert_int_equal(cx_context_get(copies[0], x, &out), 0);
+        assert_ptr_equal(out, &items[2]);
+        assert_int_equal(cx_context_get(copies[0], y, &out), 0);
+        assert_ptr_equal(out, &items[3]);
+        cx_context_release(copies[0]);
+        for (int i = size - 1; i >= 0; i--) {
+            assert_int_equal(cx_var_reset(many[i], filler[i]), 0);
+            cx_token_release(filler[i]);
+            cx_var_release(many[i]);
+        }
+        assert_int_equal(cx_var_reset(x, tx), 0);
+        cx_token_release(tx);
+    }
+    cx_var_release(x);
+    cx_var_release(y);
+}
+
 /* A destroy callback may use the API: it runs after the change took
  * effect and outside any lock. */
 typedef struct reentry {
@@ -1161,6 +1220,7 @@ int main(void)
         T(context_copies_keep_values_alive),
         T(retained_context_destroys_values_at_last_release),
         T(failed_set_leaves_the_value_with_the_caller),
+        T(with_block_resets_even_when_allocation_fails_after_a_copy),
         T(destroy_callback_may_use_the_api),
         T(token_outlives_the_context_it_was_made_in),
         T(null_arguments_return_einval),
