@@ -90,6 +90,14 @@ static void count_free(void *p)
     free(p);
 }
 
+/* Blocks this thread keeps in its reset reserve (src/tstate.c; filled by
+ * sets that return a token, freed with the thread): not leaks. */
+static long own_reserve(void)
+{
+    const cx__tstate *st = cx__ts;
+    return st != NULL ? (long)st->nreserve : 0;
+}
+
 /* ---------------------------------------------------------------- model */
 
 struct mvar {
@@ -1002,7 +1010,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     setup_once();
-    long base = live_blocks;
+    long base = live_blocks - own_reserve();
     memset(&S, 0, sizeof(S));
     S.data = data;
     S.size = size;
@@ -1035,6 +1043,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (int id = 0; id < S.nid; id++)
         CHECK(S.destroyed[id] == (S.issued[id] ? 1 : 0), "value id %d destroyed %d times", id,
               S.destroyed[id]);
-    CHECK(live_blocks == base, "%ld blocks leaked by this input", live_blocks - base);
+    CHECK(live_blocks - own_reserve() == base, "%ld blocks leaked by this input",
+          live_blocks - own_reserve() - base);
     return 0;
 }

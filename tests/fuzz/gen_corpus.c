@@ -195,6 +195,7 @@ static void sc_reset_errors(void)
     set(2, 1, 3, 7);  /* old value present */
     tok_query(3);
     reset(2, 2, 1);   /* outside: ECONTEXT */
+    reset(0, 2, 0);   /* wrong variable and context: CX_EVAR first */
     tok_query(2);
     run(0, 0, 0, 1);
     reset(2, 2, 1);   /* back in its context: fine */
