@@ -53,6 +53,8 @@ TEST_SRCS   := $(wildcard tests/test_*.c)
 TEST_BINS   := $(patsubst tests/%.c,$(B)/tests/%,$(TEST_SRCS))
 # Programs that fragments add to every test/valgrind/sanitizer run.
 EXTRA_TEST_BINS :=
+# What make check runs, in order; each fragment appends its own check-*.
+CHECK_PARTS := test check-memcheck check-helgrind check-drd check-asan check-tsan
 
 .PHONY: all lib test check deps deps-check clean install uninstall \
         check-memcheck check-helgrind check-drd check-asan check-tsan \
@@ -142,9 +144,6 @@ check-tsan:
 	@TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp" \
 	  $(MAKE) --no-print-directory B=build/tsan SAN=tsan run-tests RUN_LABEL=tsan CX_TEST_SCALE=25
 
-# Everything: each part adds its own check-* prerequisites in its fragment
-# through CHECK_PARTS.
-CHECK_PARTS += test check-memcheck check-helgrind check-drd check-asan check-tsan
 check: deps-check
 	@set -e; for part in $(CHECK_PARTS); do \
 	  echo "#### make $$part"; $(MAKE) --no-print-directory $$part; done; \

@@ -21,6 +21,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -119,9 +120,64 @@ CX_EXTERN int cx_var_set(cx_var *var, void *value, cx_token **tok);
  *   CX_EUSED     the token was already used
  *   CX_EVAR      the token belongs to another variable
  *   CX_ECONTEXT  the token was made in another context than the current one
- *   CX_ENOMEM    the new map could not be built
+ *   CX_ENOMEM    only when a copy taken since the set shares the map, the
+ *                allocator fails and this thread's reserve of node blocks
+ *                (kept by sets that return a token) is used up
  * The token stays owned by the caller: release it with cx_token_release. */
 CX_EXTERN int cx_var_reset(cx_var *var, cx_token *tok);
+
+/* -------------------------------------------------- inline fast path of get
+ * Not API: what follows lets cx_var_get and cx_var_get_or answer a cache
+ * hit without a function call (a thread-local load and two compares; the
+ * call alone costs as much as pthread_getspecific). The layout may change
+ * with any release that changes the soname. Define CX_NO_INLINE before
+ * including this header to always call the library. Any miss, NULL
+ * argument or thread without state falls through to the real function. */
+#define CX__CACHE_SLOTS 64
+struct cx__cache_entry {
+    uintptr_t key; /* the variable's address; bit 0 set: "no binding" */
+    uint64_t gen;  /* valid iff equal to the thread's gen */
+    void *value;
+};
+struct cx__fast {
+    uint64_t gen; /* bumped by every set/reset/enter/exit in the thread */
+    struct cx__cache_entry cache[CX__CACHE_SLOTS];
+};
+CX_EXTERN extern __thread struct cx__fast *cx__fast_tls
+    __attribute__((tls_model("initial-exec")));
+
+/* A variable's cache slot, from its address. */
+static inline uint32_t cx__slot(const void *var)
+{
+    return (uint32_t)(((uintptr_t)var * UINT64_C(0x9E3779B97F4A7C15)) >> 58);
+}
+
+#if defined(__GNUC__) && !defined(CX_NO_INLINE)
+static inline int cx__var_get_fast(const cx_var *var, void **out)
+{
+    const struct cx__fast *f = cx__fast_tls;
+    if (__builtin_expect(f != NULL && out != NULL, 1)) {
+        const struct cx__cache_entry *e = &f->cache[cx__slot(var)];
+        if (__builtin_expect(e->key == (uintptr_t)var && e->gen == f->gen, 1)) {
+            *out = e->value;
+            return 0;
+        }
+    }
+    return (cx_var_get)(var, out);
+}
+static inline void *cx__var_get_or_fast(const cx_var *var, void *fallback)
+{
+    const struct cx__fast *f = cx__fast_tls;
+    if (__builtin_expect(f != NULL, 1)) {
+        const struct cx__cache_entry *e = &f->cache[cx__slot(var)];
+        if (__builtin_expect(e->key == (uintptr_t)var && e->gen == f->gen, 1))
+            return e->value;
+    }
+    return (cx_var_get_or)(var, fallback);
+}
+#define cx_var_get(var, out) cx__var_get_fast((var), (out))
+#define cx_var_get_or(var, fallback) cx__var_get_or_fast((var), (fallback))
+#endif
 
 /* ------------------------------------------------------------------ tokens */
 
@@ -137,7 +193,10 @@ CX_EXTERN void cx_token_release(cx_token *tok); /* NULL is a no-op */
  * releases the token when the block ends normally or by break/continue
  * (break leaves the CX_WITH block only, not an enclosing loop). Leaving the
  * block by return or goto skips the reset: do not. If the set fails (out of
- * memory) the block does not run. */
+ * memory) the block does not run. The reset at the end cannot fail for lack
+ * of memory, even when the block copied the context: the block runs only
+ * once this thread holds enough reserve memory for the reset of every open
+ * CX_WITH block (guaranteed up to 8 nested blocks). */
 struct cx__with {
     cx_var *var;
     cx_token *tok;

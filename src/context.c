@@ -66,7 +66,7 @@ void cx_context_release(cx_context *ctx)
  * ctx->root and may read it without the lock. */
 static bool is_owner(const cx_context *ctx)
 {
-    const cx__tstate *st = cx__ts;
+    const cx__tstate *st = cx__tstate_cur();
     return st != NULL && st->cur == ctx;
 }
 
@@ -99,7 +99,7 @@ cx_context *cx__copy_context_private(void)
 
 cx_context *cx_copy_context(void)
 {
-    const cx__tstate *st = cx__ts;
+    const cx__tstate *st = cx__tstate_cur();
     cx__node *root = NULL;
     if (st != NULL && st->cur != NULL) {
         root = st->cur->root; /* we are its owner: no lock */

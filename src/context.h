@@ -49,17 +49,12 @@ static inline void cx__owner_unlock(cx_context *ctx)
         pthread_mutex_unlock(&ctx->lock);
 }
 
-/* One direct-mapped cache line per variable slot. An entry is valid iff
- * its gen equals the thread's gen; every set/reset/enter/exit in the thread
- * bumps gen, which invalidates all entries at once. */
-typedef struct cx__cache_entry {
-    /* The variable's address (identity only, never dereferenced), with bit
-     * 0 set when the answer is "no binding": the hit test on the hot path
-     * is then a single compare against the untagged address. */
-    uintptr_t key;
-    uint64_t gen;
-    void *value; /* borrowed from the current map */
-} cx__cache_entry;
+/* The lookup cache (struct cx__fast, laid out in cxvars.h so that the
+ * inline get can read it): one direct-mapped entry per slot. An entry is
+ * valid iff its gen equals the thread's gen; every set/reset/enter/exit in
+ * the thread bumps gen, which invalidates all entries at once. Values are
+ * borrowed from the current map. */
+typedef struct cx__cache_entry cx__cache_entry;
 
 static inline void cx__cache_fill(cx__cache_entry *e, const cx_var *var, uint64_t gen,
                                   bool found, void *value)
@@ -69,30 +64,38 @@ static inline void cx__cache_fill(cx__cache_entry *e, const cx_var *var, uint64_
     e->value = value;
 }
 
-/* The reset reserve. A reset must not fail: CX_WITH has no way to report
- * it, and a failed reset leaves a value bound that its scope ended. It
- * allocates only when the map is shared (a copy was taken since the set),
- * at most one node per level plus the nodes of one split: so each thread
- * keeps that many node-sized blocks, taken from the allocator by sets that
- * return a token, and only a reset may use them when the allocator fails. */
+/* The reset reserve. The reset that ends a CX_WITH block must not fail:
+ * the block has no way to report it, and a failed reset leaves bound a
+ * value whose scope ended. A reset allocates only when the map is shared
+ * (a copy was taken since the set), at most one node per level plus the
+ * nodes of one split: CX__RESERVE_BLOCKS node-sized blocks. Each thread
+ * keeps that many for every open CX_WITH block (up to CX__WITH_COVERED
+ * nested blocks), plus one set for a plain reset; sets that return a token
+ * take them from the allocator, and only a reset may use them when the
+ * allocator fails. CX_WITH runs its block only once the reserve covers it
+ * (token.c). */
 #define CX__RESERVE_BLOCKS (CX__HAMT_MAX_DEPTH + 2)
 #define CX__RESERVE_BLOCK_BYTES CX__NODE_BYTES(32)
+#define CX__WITH_COVERED 8
+#define CX__RESERVE_MAX (CX__RESERVE_BLOCKS * (CX__WITH_COVERED + 1))
 
 typedef struct cx__tstate {
-    uint64_t gen;
+    struct cx__fast fast; /* first: cx__fast_tls points here */
     unsigned nreserve;
-    bool reserve_armed; /* a reset is under way: the reserve may be used */
-    void *reserve[CX__RESERVE_BLOCKS]; /* owned blocks */
+    unsigned with_depth; /* CX_WITH blocks open in this thread */
+    bool reserve_armed;  /* a reset is under way: the reserve may be used */
+    void *reserve[CX__RESERVE_MAX]; /* owned blocks */
     cx_context *cur;  /* borrowed from whoever entered it (run, thread
                          trampoline), or == base */
     cx_context *base; /* owned; created by the first set outside any run */
-    cx__cache_entry cache[CX__CACHE_SLOTS];
 } cx__tstate;
 
-/* This thread's state or NULL (never allocated by readers). The shared
- * library uses the initial-exec TLS model: the default (global-dynamic)
- * model adds a call to __tls_get_addr on every access. */
-extern __thread cx__tstate *cx__ts __attribute__((tls_model("initial-exec")));
+/* This thread's state or NULL (never allocated by readers). The pointer
+ * is cxvars.h's cx__fast_tls, pointing at the state's first member. The
+ * shared library uses the initial-exec TLS model: the default
+ * (global-dynamic) model adds a call to __tls_get_addr on every access. */
+static inline cx__tstate *cx__tstate_cur(void) { return (cx__tstate *)(void *)cx__fast_tls; }
+static inline void cx__tstate_set(cx__tstate *st) { cx__fast_tls = st != NULL ? &st->fast : NULL; }
 
 /* This thread's state, created on first need; NULL on ENOMEM. Borrowed. */
 CX__HIDDEN cx__tstate *cx__tstate_get(void);
@@ -103,8 +106,14 @@ CX__HIDDEN cx__tstate *cx__tstate_install(cx__tstate *st);
 /* Frees a state (consumed) that no thread runs on any more: its reserve
  * and its base context. */
 CX__HIDDEN void cx__tstate_free(cx__tstate *st);
-/* Tops up st's reset reserve; a failed allocation just leaves it short. */
-CX__HIDDEN void cx__reserve_fill(cx__tstate *st);
+/* Blocks the reserve should hold with `open` CX_WITH blocks open. */
+static inline unsigned cx__reserve_target(unsigned open)
+{
+    return CX__RESERVE_BLOCKS * (1 + (open < CX__WITH_COVERED ? open : CX__WITH_COVERED));
+}
+/* Tops st's reserve up to `target` blocks; a failed allocation just leaves
+ * it short. */
+CX__HIDDEN void cx__reserve_fill(cx__tstate *st, unsigned target);
 /* The current context for a write, creating the base context; NULL on
  * ENOMEM. Borrowed. */
 CX__HIDDEN cx_context *cx__current_for_write(cx__tstate *st);

@@ -20,9 +20,9 @@ struct cx_token {
  * except the one we know, which is written through. */
 static void cache_changed(cx__tstate *st, const cx_var *var, const cx__binding *now)
 {
-    st->gen++;
-    cx__cache_entry *e = &st->cache[var->slot];
-    cx__cache_fill(e, var, st->gen, now != NULL, now != NULL ? now->value : NULL);
+    st->fast.gen++;
+    cx__cache_entry *e = &st->fast.cache[cx__slot(var)];
+    cx__cache_fill(e, var, st->fast.gen, now != NULL, now != NULL ? now->value : NULL);
 }
 
 int cx_var_set(cx_var *var, void *value, cx_token **tokp)
@@ -65,8 +65,9 @@ int cx_var_set(cx_var *var, void *value, cx_token **tokp)
         tok->old_value = old != NULL ? old->value : NULL;
         tok->used = false;
         *tokp = tok;
-        if (st->nreserve < CX__RESERVE_BLOCKS)
-            cx__reserve_fill(st); /* for the reset this token allows */
+        unsigned target = cx__reserve_target(st->with_depth);
+        if (st->nreserve < target)
+            cx__reserve_fill(st, target); /* for the reset this token allows */
     } else {
         cx__obj_release((cx__obj *)old);
     }
@@ -83,7 +84,7 @@ int cx_var_reset(cx_var *var, cx_token *tok)
         return CX_EUSED;
     if (tok->var != var)
         return CX_EVAR;
-    cx__tstate *st = cx__ts;
+    cx__tstate *st = cx__tstate_cur();
     if (st == NULL || st->cur == NULL || st->cur->id != tok->ctx_id)
         return CX_ECONTEXT;
     cx_context *ctx = st->cur;
@@ -141,19 +142,36 @@ void cx_token_release(cx_token *tok)
     cx__free(tok);
 }
 
+/* The block runs only if the set succeeded and the reserve covers the
+ * reset of every open CX_WITH block, this one included: otherwise the set
+ * is undone (in place: nothing copied the map since, so no allocation)
+ * and the block is skipped, as when the set itself fails. */
 struct cx__with cx__with_enter(cx_var *var, void *value)
 {
     struct cx__with w = {.var = var, .tok = NULL, .once = 1};
-    if (cx_var_set(var, value, &w.tok) != 0)
+    cx__tstate *st = cx__tstate_get();
+    if (st == NULL || cx_var_set(var, value, &w.tok) != 0)
+        return (struct cx__with){.var = var, .tok = NULL, .once = 0};
+    unsigned target = cx__reserve_target(st->with_depth + 1);
+    if (st->nreserve < target)
+        cx__reserve_fill(st, target);
+    if (st->nreserve < target && st->with_depth < CX__WITH_COVERED) {
+        (void)cx_var_reset(var, w.tok);
+        cx_token_release(w.tok);
         w.tok = NULL;
+        return w;
+    }
+    st->with_depth++;
     return w;
 }
 
 void cx__with_exit(struct cx__with *w)
 {
-    /* Can only fail if the block left the context it started in, which
-     * the CX_WITH contract forbids; the token is released regardless. */
+    /* Cannot fail for lack of memory (the reserve); it could only fail if
+     * the block left the context it started in, which the CX_WITH contract
+     * forbids. The token is released regardless. */
     (void)cx_var_reset(w->var, w->tok);
     cx_token_release(w->tok);
     w->tok = NULL;
+    cx__tstate_cur()->with_depth--;
 }

@@ -8,7 +8,7 @@
 
 #include "context.h"
 
-__thread cx__tstate *cx__ts __attribute__((tls_model("initial-exec")));
+__thread struct cx__fast *cx__fast_tls __attribute__((tls_model("initial-exec")));
 
 static pthread_key_t tstate_key;
 static pthread_once_t tstate_once = PTHREAD_ONCE_INIT;
@@ -33,13 +33,13 @@ static void tstate_destroy(void *p)
     /* Destroy callbacks run while freeing see a thread without state; if
      * they set variables, a new state is registered and this destructor
      * runs again (POSIX repeats destructors for that case). */
-    cx__ts = NULL;
+    cx__tstate_set(NULL);
     cx__tstate_free(p);
 }
 
-void cx__reserve_fill(cx__tstate *st)
+void cx__reserve_fill(cx__tstate *st, unsigned target)
 {
-    while (st->nreserve < CX__RESERVE_BLOCKS) {
+    while (st->nreserve < target) {
         void *b = cx__malloc(CX__RESERVE_BLOCK_BYTES);
         if (b == NULL)
             return;
@@ -49,7 +49,7 @@ void cx__reserve_fill(cx__tstate *st)
 
 void *cx__reserve_take(size_t size)
 {
-    cx__tstate *st = cx__ts;
+    cx__tstate *st = cx__tstate_cur();
     if (st == NULL || !st->reserve_armed || st->nreserve == 0 || size > CX__RESERVE_BLOCK_BYTES)
         return NULL;
     return st->reserve[--st->nreserve];
@@ -74,7 +74,7 @@ cx__tstate *cx__tstate_new(void)
     if (st == NULL)
         return NULL;
     memset(st, 0, sizeof(*st));
-    st->gen = 1; /* zeroed cache entries (gen 0) are all invalid */
+    st->fast.gen = 1; /* zeroed cache entries (gen 0) are all invalid */
     return st;
 }
 
@@ -83,13 +83,13 @@ cx__tstate *cx__tstate_install(cx__tstate *st)
     /* Registering under the key is what frees st at thread exit. glibc
      * cannot fail here (the key was created, its slot is preallocated). */
     (void)pthread_setspecific(tstate_key, st);
-    cx__ts = st;
+    cx__tstate_set(st);
     return st;
 }
 
 cx__tstate *cx__tstate_get(void)
 {
-    cx__tstate *st = cx__ts;
+    cx__tstate *st = cx__tstate_cur();
     if (st != NULL)
         return st;
     st = cx__tstate_new();
@@ -127,14 +127,14 @@ cx_context *cx__switch_in(cx__tstate *st, cx_context *ctx)
 {
     cx_context *prev = st->cur;
     st->cur = ctx;
-    st->gen++;
+    st->fast.gen++;
     return prev;
 }
 
 void cx__switch_out(cx__tstate *st, cx_context *ctx, cx_context *prev)
 {
     st->cur = prev;
-    st->gen++;
+    st->fast.gen++;
     /* Publish our changes to ctx before another thread can enter it. */
     CX__HAPPENS_BEFORE(&ctx->entered);
     ck_pr_fence_release();

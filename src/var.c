@@ -29,7 +29,6 @@ static uint32_t address_hash(const void *p)
 void cx__var_set_hash(cx_var *v, uint32_t hash)
 {
     v->hash = hash;
-    v->slot = hash & (CX__CACHE_SLOTS - 1);
 }
 
 int cx_var_new(cx_var **out, const char *name, const cx_var_opts *opts)
@@ -63,16 +62,16 @@ const char *cx_var_name(const cx_var *var) { return var == NULL ? NULL : var->na
  * without state or context simply has no bindings. */
 static bool lookup(const cx_var *var, void **value)
 {
-    cx__tstate *st = cx__ts;
+    cx__tstate *st = cx__tstate_cur();
     if (st == NULL || st->cur == NULL)
         return false;
-    cx__cache_entry *e = &st->cache[var->slot];
-    if (e->gen == st->gen && (e->key & ~(uintptr_t)1) == (uintptr_t)var) {
+    cx__cache_entry *e = &st->fast.cache[cx__slot(var)];
+    if (e->gen == st->fast.gen && (e->key & ~(uintptr_t)1) == (uintptr_t)var) {
         *value = e->value;
         return !(e->key & 1);
     }
     const cx__binding *b = cx__map_find(st->cur->root, var);
-    cx__cache_fill(e, var, st->gen, b != NULL, b != NULL ? b->value : NULL);
+    cx__cache_fill(e, var, st->fast.gen, b != NULL, b != NULL ? b->value : NULL);
     if (b != NULL)
         *value = b->value;
     return b != NULL;
@@ -106,23 +105,23 @@ static __attribute__((noinline)) void *get_or_miss(const cx_var *var, void *fall
 /* The hit path: a thread-local load, the variable's slot, two compares.
  * No stack frame; anything else is a tail call. */
 #define CACHE_HIT(st, var) \
-    ((st) != NULL && (var) != NULL && (st)->cache[(var)->slot].key == (uintptr_t)(var) && \
-     (st)->cache[(var)->slot].gen == (st)->gen)
+    ((st) != NULL && (var) != NULL && (st)->fast.cache[cx__slot(var)].key == (uintptr_t)(var) && \
+     (st)->fast.cache[cx__slot(var)].gen == (st)->fast.gen)
 
-int cx_var_get(const cx_var *var, void **out)
+int(cx_var_get)(const cx_var *var, void **out)
 {
-    const cx__tstate *st = cx__ts;
+    const cx__tstate *st = cx__tstate_cur();
     if (__builtin_expect(CACHE_HIT(st, var) && out != NULL, 1)) {
-        *out = st->cache[var->slot].value;
+        *out = st->fast.cache[cx__slot(var)].value;
         return 0;
     }
     return get_miss(var, out);
 }
 
-void *cx_var_get_or(const cx_var *var, void *fallback)
+void *(cx_var_get_or)(const cx_var *var, void *fallback)
 {
-    const cx__tstate *st = cx__ts;
+    const cx__tstate *st = cx__tstate_cur();
     if (__builtin_expect(CACHE_HIT(st, var), 1))
-        return st->cache[var->slot].value;
+        return st->fast.cache[cx__slot(var)].value;
     return get_or_miss(var, fallback);
 }

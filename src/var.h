@@ -7,13 +7,9 @@
 #include "alloc.h"
 #include "refcount.h"
 
-/* Slots in the per-thread lookup cache (power of two). */
-#define CX__CACHE_SLOTS 64
-
 struct cx_var {
     cx__ref ref;
     uint32_t hash;       /* from the address; tests may override it */
-    uint32_t slot;       /* hash & (CX__CACHE_SLOTS - 1) */
     bool has_default;
     void *default_value; /* borrowed from the creator, never destroyed */
     void (*destroy)(void *value);

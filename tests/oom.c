@@ -131,7 +131,7 @@ static bool disarm(void)
  * with the thread). They are not leaks; the balance leaves them out. */
 static long own_reserve(void)
 {
-    const cx__tstate *st = cx__ts;
+    const cx__tstate *st = cx__tstate_cur();
     return st != NULL ? (long)st->nreserve : 0;
 }
 

@@ -94,7 +94,7 @@ static void count_free(void *p)
  * sets that return a token, freed with the thread): not leaks. */
 static long own_reserve(void)
 {
-    const cx__tstate *st = cx__ts;
+    const cx__tstate *st = cx__tstate_cur();
     return st != NULL ? (long)st->nreserve : 0;
 }
 
