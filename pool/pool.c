@@ -165,7 +165,7 @@ struct cx_pool {
 };
 
 /* The pool whose job this thread is running (NULL outside workers). */
-static __thread cx_pool *self_pool;
+static __thread cx_pool *self_pool __attribute__((tls_model("initial-exec")));
 
 /* ---------------------------------------------------------------- workers */
 

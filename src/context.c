@@ -7,7 +7,8 @@
  * copy_context path. */
 #define ID_BLOCK (1u << 16)
 static uint64_t id_global = ID_BLOCK;
-static __thread uint64_t id_next, id_end;
+static __thread uint64_t id_next __attribute__((tls_model("initial-exec")));
+static __thread uint64_t id_end __attribute__((tls_model("initial-exec")));
 
 static uint64_t next_id(void)
 {

@@ -97,8 +97,14 @@ typedef struct cx__tstate {
 static inline cx__tstate *cx__tstate_cur(void) { return (cx__tstate *)(void *)cx__fast_tls; }
 static inline void cx__tstate_set(cx__tstate *st) { cx__fast_tls = st != NULL ? &st->fast : NULL; }
 
+/* Creates and installs this thread's state; NULL on ENOMEM. Borrowed. */
+CX__HIDDEN cx__tstate *cx__tstate_create(void);
 /* This thread's state, created on first need; NULL on ENOMEM. Borrowed. */
-CX__HIDDEN cx__tstate *cx__tstate_get(void);
+static inline cx__tstate *cx__tstate_get(void)
+{
+    cx__tstate *st = cx__tstate_cur();
+    return st != NULL ? st : cx__tstate_create();
+}
 /* A fresh state not yet bound to any thread (new, owned); NULL on ENOMEM. */
 CX__HIDDEN cx__tstate *cx__tstate_new(void);
 /* Makes st (consumed) this thread's state; returns it borrowed. */
@@ -118,12 +124,36 @@ CX__HIDDEN void cx__reserve_fill(cx__tstate *st, unsigned target);
  * ENOMEM. Borrowed. */
 CX__HIDDEN cx_context *cx__current_for_write(cx__tstate *st);
 
-/* Enter/leave for an already-reserved context (entered == 1 is owned by
- * the caller). Returns the previous current context (borrowed). */
-CX__HIDDEN cx_context *cx__switch_in(cx__tstate *st, cx_context *ctx);
-CX__HIDDEN void cx__switch_out(cx__tstate *st, cx_context *ctx, cx_context *prev);
 /* Atomically claims ctx->entered; false if already entered. */
-CX__HIDDEN bool cx__try_enter(cx_context *ctx);
+static inline bool cx__try_enter(cx_context *ctx)
+{
+    if (!ck_pr_cas_uint(&ctx->entered, 0, 1))
+        return false;
+    /* Pairs with the release in cx__switch_out of the previous runner:
+     * its changes to ctx->root are visible to us. */
+    ck_pr_fence_acquire();
+    CX__HAPPENS_AFTER(&ctx->entered);
+    return true;
+}
+
+/* Enter/leave for an already-claimed context (entered == 1 is owned by
+ * the caller). switch_in returns the previous current context (borrowed). */
+static inline cx_context *cx__switch_in(cx__tstate *st, cx_context *ctx)
+{
+    cx_context *prev = st->cur;
+    st->cur = ctx;
+    st->fast.gen++;
+    return prev;
+}
+static inline void cx__switch_out(cx__tstate *st, cx_context *ctx, cx_context *prev)
+{
+    st->cur = prev;
+    st->fast.gen++;
+    /* Publish our changes to ctx before another thread can enter it. */
+    CX__HAPPENS_BEFORE(&ctx->entered);
+    ck_pr_fence_release();
+    ck_pr_store_uint(&ctx->entered, 0);
+}
 
 /* A reference to ctx's current map, consistent even while the owner sets
  * (new reference, may be NULL for empty). */

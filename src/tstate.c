@@ -78,6 +78,12 @@ cx__tstate *cx__tstate_new(void)
     return st;
 }
 
+cx__tstate *cx__tstate_create(void)
+{
+    cx__tstate *st = cx__tstate_new();
+    return st == NULL ? NULL : cx__tstate_install(st);
+}
+
 cx__tstate *cx__tstate_install(cx__tstate *st)
 {
     /* Registering under the key is what frees st at thread exit. glibc
@@ -87,14 +93,6 @@ cx__tstate *cx__tstate_install(cx__tstate *st)
     return st;
 }
 
-cx__tstate *cx__tstate_get(void)
-{
-    cx__tstate *st = cx__tstate_cur();
-    if (st != NULL)
-        return st;
-    st = cx__tstate_new();
-    return st == NULL ? NULL : cx__tstate_install(st);
-}
 
 cx_context *cx__current_for_write(cx__tstate *st)
 {
@@ -110,33 +108,4 @@ cx_context *cx__current_for_write(cx__tstate *st)
     st->base = ctx;
     st->cur = ctx;
     return ctx;
-}
-
-bool cx__try_enter(cx_context *ctx)
-{
-    if (!ck_pr_cas_uint(&ctx->entered, 0, 1))
-        return false;
-    /* Pairs with the release in cx__switch_out of the previous runner:
-     * its changes to ctx->root are visible to us. */
-    ck_pr_fence_acquire();
-    CX__HAPPENS_AFTER(&ctx->entered);
-    return true;
-}
-
-cx_context *cx__switch_in(cx__tstate *st, cx_context *ctx)
-{
-    cx_context *prev = st->cur;
-    st->cur = ctx;
-    st->fast.gen++;
-    return prev;
-}
-
-void cx__switch_out(cx__tstate *st, cx_context *ctx, cx_context *prev)
-{
-    st->cur = prev;
-    st->fast.gen++;
-    /* Publish our changes to ctx before another thread can enter it. */
-    CX__HAPPENS_BEFORE(&ctx->entered);
-    ck_pr_fence_release();
-    ck_pr_store_uint(&ctx->entered, 0);
 }
