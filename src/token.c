@@ -1,19 +1,25 @@
 /* token.c - set, reset and tokens (ContextVar.set/.reset, Token). */
 #include "context.h"
 
+/* A token keeps its variable alive without a reference of its own when it
+ * can: `held` is a binding of that variable and holds one. Before the
+ * reset, `held` is the binding the set replaced (NULL for MISSING). For a
+ * variable without destroy callback the value is a plain word the token
+ * keeps a copy of (old_value), so the reset *swaps*: `held` moves back into
+ * the map and the binding the reset removed moves into the token, which
+ * keeps it until released; no reference count changes at all. A variable
+ * with a destroy callback shares `held` with the map instead (the removed
+ * binding must go now: its value's destroy is due), so old_value stays
+ * alive while the token lives. */
 struct cx_token {
-    cx_var *var;      /* owned reference */
-    uint64_t ctx_id;  /* the context the set was made in (its id: the token
-                         does not keep the context alive) */
-    /* The binding the set replaced (owned reference), or NULL. For a
-     * variable without destroy callback the value is a plain word the token
-     * keeps a copy of, so reset can move this reference back into the map
-     * instead of sharing it (two atomic operations fewer); with a destroy
-     * callback the token keeps the binding, which keeps old_value alive. */
-    cx__binding *old;
-    void *old_value;
-    bool has_old; /* false: the variable was unbound (Token.MISSING) */
+    cx_var *var;       /* borrowed from `held`, or an own reference */
+    bool own_var_ref;  /* true: the token holds a reference to var */
+    bool has_old;      /* false: the variable was unbound (Token.MISSING) */
     bool used;
+    uint64_t ctx_id;   /* the context the set was made in (its id: the
+                          token does not keep the context alive) */
+    cx__binding *held; /* owned reference, or NULL */
+    void *old_value;
 };
 
 /* After a successful change in this thread: every cached lookup is stale,
@@ -57,10 +63,12 @@ int cx_var_set(cx_var *var, void *value, cx_token **tokp)
     cache_changed(st, var, b);
 
     if (tok != NULL) {
-        cx__var_retain(var);
+        tok->own_var_ref = old == NULL;
+        if (tok->own_var_ref)
+            cx__var_retain(var);
         tok->var = var;
         tok->ctx_id = ctx->id;
-        tok->old = old; /* the map's reference moves to the token */
+        tok->held = old; /* the map's reference moves to the token */
         tok->has_old = old != NULL;
         tok->old_value = old != NULL ? old->value : NULL;
         tok->used = false;
@@ -94,7 +102,7 @@ int cx_var_reset(cx_var *var, cx_token *tok)
     int rc;
     cx__owner_lock(ctx);
     st->reserve_armed = true;
-    cx__binding *back = tok->old;
+    cx__binding *back = tok->has_old ? tok->held : NULL;
     bool move = back != NULL && var->destroy == NULL;
     if (back != NULL) {
         if (!move)
@@ -110,10 +118,19 @@ int cx_var_reset(cx_var *var, cx_token *tok)
             cx__obj_release(&back->h); /* not the last: the token holds one */
         return rc;
     }
-    if (move)
-        tok->old = NULL; /* its reference is the map's now */
     tok->used = true;
     cache_changed(st, var, back);
+    if (move) {
+        /* The swap: `back`'s reference is the map's now, and the binding
+         * the reset replaced (same variable, plain word) keeps var alive
+         * for the token. None if a non-LIFO reset had removed var. */
+        tok->held = removed;
+        removed = NULL;
+        if (tok->held == NULL) {
+            cx__var_retain(var);
+            tok->own_var_ref = true;
+        }
+    }
     cx__obj_release((cx__obj *)removed);
     cx__garbage_release(&g);
     return 0;
@@ -137,8 +154,9 @@ void cx_token_release(cx_token *tok)
 {
     if (tok == NULL)
         return;
-    cx__obj_release((cx__obj *)tok->old);
-    cx_var_release(tok->var);
+    cx_var *own = tok->own_var_ref ? tok->var : NULL;
+    cx__obj_release((cx__obj *)tok->held);
+    cx_var_release(own);
     cx__free(tok);
 }
 
