@@ -14,39 +14,10 @@
 #include <cmocka.h>
 
 #include "cx_test.h"
+#include "cx_cmocka.h"
 #include "cxvars.h"
 
 /* ================================================================ helpers */
-
-static int base_context_is_empty(void **state)
-{
-    (void)state;
-    cx_context *c = cx_copy_context();
-    if (c == NULL)
-        return -1;
-    size_t n = cx_context_len(c);
-    cx_context_release(c);
-    if (n != 0) {
-        print_error("the test left %zu binding(s) in the thread's context\n", n);
-        return -1;
-    }
-    return 0;
-}
-
-static cx_var *mkvar(const char *name, const cx_var_opts *opts)
-{
-    cx_var *v = NULL;
-    assert_int_equal(cx_var_new(&v, name, opts), 0);
-    assert_non_null(v);
-    return v;
-}
-
-static cx_context *mkctx(void)
-{
-    cx_context *c = cx_context_new();
-    assert_non_null(c);
-    return c;
-}
 
 #define NITEMS 32
 static int items[NITEMS];

@@ -22,40 +22,15 @@
 #include <valgrind/valgrind.h>
 
 #include "cx_test.h"
+#include "cx_cmocka.h"
 #include "cxvars.h"
 
 /* ================================================================ helpers */
-
-static cx_var *mkvar(const char *name, const cx_var_opts *opts)
-{
-    cx_var *v = NULL;
-    assert_int_equal(cx_var_new(&v, name, opts), 0);
-    assert_non_null(v);
-    return v;
-}
-
-static cx_context *mkctx(void)
-{
-    cx_context *c = cx_context_new();
-    assert_non_null(c);
-    return c;
-}
 
 static void deadline_in(struct timespec *ts, int seconds)
 {
     clock_gettime(CLOCK_REALTIME, ts);
     ts->tv_sec += seconds;
-}
-
-static int base_context_is_empty(void **state)
-{
-    (void)state;
-    cx_context *c = cx_copy_context();
-    if (c == NULL)
-        return -1;
-    size_t n = cx_context_len(c);
-    cx_context_release(c);
-    return n == 0 ? 0 : -1;
 }
 
 static int items[64];
