@@ -52,8 +52,9 @@ $(FUZZ_GEN): tests/fuzz/gen_corpus.c tests/fuzz/fuzz_ops.h
 	@mkdir -p $(@D)
 	$(CC) -std=c11 -Wall -Wextra -Werror -g tests/fuzz/gen_corpus.c -o $@
 
+# Rewrites the generated seeds (the found_* files are inputs libFuzzer found
+# that add coverage, kept as they are).
 fuzz-seeds: $(FUZZ_GEN)
-	rm -f $(FUZZ_CORPUS)/*
 	@mkdir -p $(FUZZ_CORPUS)
 	$(FUZZ_GEN) $(FUZZ_CORPUS)
 	@echo "fuzz-seeds: $$(ls $(FUZZ_CORPUS) | wc -l) files in $(FUZZ_CORPUS)"
