@@ -1175,6 +1175,64 @@ static void body_nested_with(void)
     cx_context_release(C);
 }
 
+/* The documented bound: the reset ending a CX_WITH block cannot fail for
+ * lack of memory with up to 8 nested blocks (cxvars.h). Eight blocks on
+ * the depth-8 map, each copying the context after its inner block (the
+ * copies succeed), every other allocation failing from k on. */
+#define CHAIN 8
+static cx_var **chain_vars(void)
+{
+    static cx_var *c[CHAIN];
+    c[0] = D[1], c[1] = DN_COLL, c[2] = D[0], c[3] = D[2];
+    c[4] = D[3], c[5] = DN_L6, c[6] = DN_L2, c[7] = D[8];
+    return c;
+}
+
+static void nest_level(cx_var **vars, int l, cx_context **kept, int *ran)
+{
+    if (l == CHAIN)
+        return;
+    CX_WITH(vars[l], TAG(0xb0 + l))
+    {
+        (*ran)++;
+        nest_level(vars, l + 1, kept, ran);
+        pause_arm();
+        kept[l] = cx_copy_context();
+        resume_arm();
+    }
+}
+
+static void *chain_body(void *unused)
+{
+    (void)unused;
+    fixture_vars(FX_DEEP);
+    fixture_bind(FX_DEEP);
+    struct snap before, after;
+    snap_current(&before);
+    top_up_reserve();
+    cx_context *kept[CHAIN] = {0};
+    int ran = 0;
+    arm_from(g_k);
+    nest_level(chain_vars(), 0, kept, &ran);
+    disarm();
+    snap_current(&after);
+    EXPECT(snap_eq(&before, &after), "bindings differ after %d nested CX_WITH blocks (%d ran)",
+           CHAIN, ran);
+    expect_gets(&before, fx_vars, fx_nvars, "after the nested CX_WITH blocks");
+    for (int i = 0; i < CHAIN; i++)
+        cx_context_release(kept[i]);
+    return NULL;
+}
+
+static void body_chain(void)
+{
+    cx_context *C = cx_context_new();
+    if (C == NULL)
+        exit(2);
+    must(cx_context_run(C, chain_body, NULL, NULL), "run");
+    cx_context_release(C);
+}
+
 /* Runs body once on this thread, in a fresh context, with the leak check. */
 static void once(const char *name, void *(*body)(void *))
 {
@@ -1328,6 +1386,7 @@ int main(void)
     walk("nested CX_WITH, copies succeed: small", body_nested_with);
     g_nest_fx = FX_DEEP;
     walk("nested CX_WITH, copies succeed: deep", body_nested_with);
+    walk("8 nested CX_WITH, copies succeed: deep", body_chain);
 
     g_scen = "allocation-free calls";
     g_k = 1;
