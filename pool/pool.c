@@ -36,10 +36,11 @@
  * ======================================================================
  * A job and its future are one refcounted object (future.h). The queue
  * (queue.h) is a bounded ck_ring used MPMC, plus a counter of reserved
- * places that makes exactly queue_size jobs fit. Idle workers sleep on
- * the "work" event count, submitters facing a full queue on the "space"
- * event count (sleep.h: ck_ec32, futex); nobody polls while waiting (ck_ec
- * spins ~100 iterations before its futex sleep).
+ * places that makes exactly queue_size jobs fit. Each idle worker sleeps
+ * on its own event count (so a submit wakes one worker, not all of them),
+ * submitters facing a full queue on the "space" event count (sleep.h:
+ * ck_ec32, futex); nobody polls while waiting (ck_ec spins ~100
+ * iterations before its futex sleep).
  *
  * Ownership of a job, step by step:
  *   1. submit: the context (a fresh cx_copy_context() snapshot, a new
@@ -101,18 +102,23 @@
  *     counter and bumps the event count if it is not zero. By the total
  *     order of the two locked/fenced steps, either the second look sees
  *     the change or the bump follows the sleeper's read of the count, and
- *     its sleep returns at once. While every worker is busy and the queue
- *     has room, a job costs no event-count traffic at all.
- *   - Shutdown sets CLOSED with a locked operation, then bumps both
- *     counts. A submitter re-checks CLOSED after reserving a place (both
+ *     its sleep returns at once. A worker also raises its own idle flag
+ *     before its locked announcement, and a submitter that sees `idle`
+ *     claims one raised flag (compare-and-swap) and bumps that worker's
+ *     count: the same argument holds per worker, and a worker whose flag
+ *     another submitter claimed is being woken anyway and drains the
+ *     queue before it sleeps again. While every worker is busy and the
+ *     queue has room, a job costs no event-count traffic at all.
+ *   - Shutdown sets CLOSED with a locked operation, then bumps every
+ *     count (each worker's and "space"). A submitter re-checks CLOSED after reserving a place (both
  *     locked, so totally ordered with the shutdown): either it saw CLOSED
- *     (it gives the place back, bumps "work" and fails with CX_ESHUTDOWN)
+ *     (it gives the place back, wakes all workers, fails with CX_ESHUTDOWN)
  *     or its reservation is visible to every worker that saw CLOSED. A
  *     worker leaves only when it sees CLOSED and no place reserved (read
  *     in that order), so a job whose submit succeeded is always taken off
- *     the queue. The worker whose give-back empties a CLOSED pool bumps
- *     "work" (unconditionally, like shutdown and a submitter that gives
- *     its place back unused), so no worker sleeps through the end.
+ *     the queue. The worker whose give-back empties a CLOSED pool wakes
+ *     all workers (unconditionally, like shutdown and a submitter that
+ *     gives its place back unused), so no worker sleeps through the end.
  *   - Shutdown joins the workers under a mutex held by nobody else; no
  *     lock is ever held while running a job or sleeping on an event
  *     count; a future's mutex is held only around its own condition
@@ -139,18 +145,22 @@
 enum { CX__P_CLOSED = 1u, CX__P_CANCEL = 2u };
 
 struct worker {
-    cx_pool *pool;   /* borrowed: the pool outlives its workers */
-    cx__tstate *st;  /* owned until the thread installs it; then the
-                        thread's (freed at its exit by the core) */
+    struct ck_ec32 ec; /* this worker sleeps here when idle */
+    unsigned int idle; /* 1 while it may sleep on ec and nobody has claimed
+                          waking it (atomic; see wake_one) */
+    cx_pool *pool;     /* borrowed: the pool outlives its workers */
+    cx__tstate *st;    /* owned until the thread installs it; then the
+                          thread's (freed at its exit by the core) */
     pthread_t tid;
+    char pad[64];      /* keeps neighbours' ec and idle off this line */
 };
 
 struct cx_pool {
     struct cx__queue q;
     char pad0[64];
-    struct ck_ec32 work;    /* idle workers sleep here */
-    unsigned int idle;      /* workers about to sleep or asleep on work
-                               (atomic) */
+    unsigned int idle;      /* workers about to sleep or asleep (atomic);
+                               each sleeps on its own count: a submitter
+                               wakes one, not all (wake_one) */
     char pad1[64];
     struct ck_ec32 space;   /* submitters facing a full queue sleep here */
     unsigned int blocked;   /* submitters about to sleep or asleep on space
@@ -195,6 +205,30 @@ static bool finished(cx_pool *p)
     return cx__queue_reserved(&p->q) == 0;
 }
 
+/* Bumps every worker's count: the end, seen by all. p borrowed. */
+static void wake_all(cx_pool *p)
+{
+    for (unsigned int i = 0; i < p->nthreads; i++)
+        cx__ec_bump(&p->workers[i].ec);
+}
+
+/* Wakes one idle worker, if there is one: claims its idle flag with a
+ * compare-and-swap (two submitters never spend their wake-up on the same
+ * sleeper), then bumps that worker's own count, which wakes it alone. A
+ * shared count would wake every sleeper for each job, and all but one go
+ * straight back to sleep. Scans from worker 0: the same few workers stay
+ * warm while the load is light. p borrowed. */
+static void wake_one(cx_pool *p)
+{
+    for (unsigned int i = 0; i < p->nthreads; i++) {
+        struct worker *w = &p->workers[i];
+        if (ck_pr_load_uint(&w->idle) != 0 && ck_pr_cas_uint(&w->idle, 1, 0)) {
+            cx__ec_bump(&w->ec);
+            return;
+        }
+    }
+}
+
 /* Takes the next job off the queue and gives its place back (waking a
  * blocked submitter if there is one); NULL if the queue is empty. The
  * caller owns the queue's reference to the job. */
@@ -211,7 +245,7 @@ static cx_future *take(cx_pool *p)
     if (ck_pr_load_uint(&p->blocked) != 0)
         cx__ec_bump(&p->space);
     if (empty && (ck_pr_load_uint(&p->flags) & CX__P_CLOSED))
-        cx__ec_bump(&p->work); /* let the sleeping workers see the end */
+        wake_all(p); /* let the sleeping workers see the end */
     return f;
 }
 
@@ -229,17 +263,23 @@ static void *worker_main(void *arg)
         if (f == NULL) {
             if (finished(p))
                 break;
-            /* Announce the sleep (locked), then look again: a submitter
-             * that pushed before the announcement is seen by this second
-             * look, one that pushes after it sees `idle` and bumps `work`
-             * after our read of the count, so the wait returns. */
+            /* Read our count, raise our flag, announce the sleep
+             * (locked), then look again: a submitter that pushed before
+             * the announcement is seen by this second look; one that
+             * pushes after it sees `idle`, finds our flag (raised before
+             * the locked announcement) unless another submitter claimed
+             * it, and the claimer bumps our count after our read of it,
+             * so the wait returns. A claim we did not need (we found work
+             * ourselves) only makes a later wait return early. */
+            uint32_t seen = cx__ec_value(&w->ec);
+            ck_pr_store_uint(&w->idle, 1);
             ck_pr_inc_uint(&p->idle);
             ck_pr_fence_atomic_load();
-            uint32_t seen = cx__ec_value(&p->work);
             f = take(p);
             if (f == NULL && !finished(p))
-                cx__ec_wait(&p->work, seen);
+                cx__ec_wait(&w->ec, seen);
             ck_pr_dec_uint(&p->idle);
+            ck_pr_store_uint(&w->idle, 0);
             if (f == NULL)
                 continue;
         }
@@ -265,14 +305,17 @@ static void join_all(cx_pool *p)
 static void close_pool(cx_pool *p, unsigned int flags)
 {
     ck_pr_or_uint(&p->flags, flags);
-    cx__ec_bump(&p->work);
+    wake_all(p);
     cx__ec_bump(&p->space);
 }
 
 /* Frees the pool's memory (p is consumed); workers gone, queue empty. */
 static void destroy(cx_pool *p)
 {
-    CX__CK_TRACKED(&p->work, sizeof(p->work));
+    for (unsigned int i = 0; i < p->nthreads; i++) {
+        CX__CK_TRACKED(&p->workers[i].ec, sizeof(p->workers[i].ec));
+        CX__CK_TRACKED(&p->workers[i].idle, sizeof(p->workers[i].idle));
+    }
     CX__CK_TRACKED(&p->space, sizeof(p->space));
     cx__queue_destroy(&p->q);
     cx__free(p->workers);
@@ -348,6 +391,10 @@ int cx_pool_new(cx_pool **out, const cx_pool_opts *opts)
     p->nthreads = threads;
     for (unsigned int i = 0; i < threads; i++) {
         p->workers[i].pool = p;
+        p->workers[i].idle = 0;
+        cx__ec_init(&p->workers[i].ec);
+        CX__CK_UNTRACKED(&p->workers[i].ec, sizeof(p->workers[i].ec));
+        CX__CK_UNTRACKED(&p->workers[i].idle, sizeof(p->workers[i].idle));
         p->workers[i].st = cx__tstate_new();
         if (p->workers[i].st == NULL) {
             while (i-- > 0)
@@ -362,9 +409,7 @@ int cx_pool_new(cx_pool **out, const cx_pool_opts *opts)
         destroy(p);
         return CX_ENOMEM;
     }
-    cx__ec_init(&p->work);
     cx__ec_init(&p->space);
-    CX__CK_UNTRACKED(&p->work, sizeof(p->work));
     CX__CK_UNTRACKED(&p->space, sizeof(p->space));
     p->gen = cx__forkgen();
     rc = start_workers(p);
@@ -421,7 +466,7 @@ static int submit(cx_pool *p, cx_context *ctx, void *(*fn)(void *), void *arg,
     ck_pr_fence_atomic_load();
     if (ck_pr_load_uint(&p->flags) & CX__P_CLOSED) {
         (void)cx__queue_unreserve(&p->q);
-        cx__ec_bump(&p->work);
+        wake_all(p);
         rc = CX_ESHUTDOWN;
         goto fail;
     }
@@ -433,7 +478,7 @@ static int submit(cx_pool *p, cx_context *ctx, void *(*fn)(void *), void *arg,
      * write. */
     ck_pr_fence_memory();
     if (ck_pr_load_uint(&p->idle) != 0)
-        cx__ec_bump(&p->work);
+        wake_one(p);
     return 0;
 fail:
     /* Nobody else ever saw f: undo it whole (it owns ctx). */

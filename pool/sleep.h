@@ -1,6 +1,6 @@
 /* sleep.h - where pool threads sleep: ck_ec32 event counts whose slow path
- * is a futex (pool/sleep.c). Idle workers sleep on the pool's "work" count,
- * submitters blocked on a full queue on its "space" count. Nobody spins or
+ * is a futex (pool/sleep.c). Each idle worker sleeps on its own count,
+ * submitters blocked on a full queue on the pool's "space" count. Nobody spins or
  * polls once asleep: a waiter returns when the count moves.
  *
  * Usage (no lost wake-up):

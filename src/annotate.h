@@ -26,8 +26,10 @@
 #endif
 
 /*
- * Words that only ck's own code touches (a ring's indexes and slots, an
- * event count's counter) are hidden from helgrind and DRD instead:
+ * Words that are only ever accessed atomically and carry no data (ck's own
+ * words: a ring's indexes and slots, an event count's counter; and the
+ * pool's per-worker idle flags, a wake-up hint) are hidden from helgrind
+ * and DRD instead:
  *
  *     CX__CK_UNTRACKED(addr, size);   when the words are created
  *     CX__CK_TRACKED(addr, size);     before their memory is freed
@@ -35,8 +37,8 @@
  * ck's inline-assembly atomics on them would otherwise be reported as
  * races, and a suppression naming ck's functions cannot match them
  * reliably: a ck load inlined at the target of a jump is reported at the
- * jump, in cxvars code. No cxvars code reads or writes those words; what
- * travels through them is annotated with CX__HAPPENS_* like every handoff.
+ * jump, in cxvars code. Nothing is published through those words: what
+ * travels alongside them is annotated with CX__HAPPENS_* like every handoff.
  * TSan does not instrument inline assembly; only ck_ring's memcpy of slot
  * contents reaches it, and tests/tsan.supp names those ck functions.
  */
