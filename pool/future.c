@@ -43,8 +43,8 @@ static bool attr_ready(void)
     return attr_err == 0;
 }
 
-cx_future *cx__future_new(void *(*fn)(void *), void *arg, cx_context *ctx, bool handle,
-                          unsigned int gen)
+cx_future *cx__future_new(void *(*fn)(void *), void *arg, cx_context *ctx,
+                          enum cx__job_ctx kind, bool handle, unsigned int gen)
 {
     if (handle && !attr_ready())
         return NULL;
@@ -59,7 +59,6 @@ cx_future *cx__future_new(void *(*fn)(void *), void *arg, cx_context *ctx, bool 
     f->status = 0;
     f->fn = fn;
     f->arg = arg;
-    f->ctx = ctx;
     f->result = NULL;
     if (handle) {
         cx__ref_inc(&f->ref); /* the caller's */
@@ -73,6 +72,13 @@ cx_future *cx__future_new(void *(*fn)(void *), void *arg, cx_context *ctx, bool 
             return NULL;
         }
     }
+    /* Last, once nothing can fail: a snapshot holds a map reference. */
+    if (kind == CX__JOB_SNAPSHOT)
+        f->ctx = cx__copy_context_into(&f->snapshot);
+    else if (kind == CX__JOB_EMPTY)
+        f->ctx = cx__context_embed(&f->snapshot, NULL);
+    else
+        f->ctx = ctx;
     return f;
 }
 

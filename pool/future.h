@@ -18,7 +18,10 @@
  *   - ctx (the context the job runs in) is owned by the job while QUEUED;
  *     the thread whose compare-and-swap leaves QUEUED takes it over: the
  *     worker releases it after running the job, a canceller at once. It is
- *     NULL once released, and always before the future completes.
+ *     NULL once released, and always before the future completes. For
+ *     cx_pool_submit and cx_pool_submit_in(NULL) it is `snapshot`, a
+ *     private context embedded in the job (nobody else can reach it): its
+ *     release tears it down, the job's own free returns the memory.
  *   - status/result are written by the worker before DONE is published and
  *     read only after DONE is seen.
  */
@@ -30,6 +33,7 @@
 
 #include "refcount.h"
 #include "alloc.h"
+#include "context.h"
 #include "cxpool.h"
 
 enum {
@@ -49,7 +53,9 @@ struct cx_future {
     int status;           /* 0 or CX_EBUSY; valid once DONE */
     void *(*fn)(void *);
     void *arg;
-    cx_context *ctx;      /* see Ownership above */
+    cx_context *ctx;      /* see Ownership above; &snapshot or the caller's */
+    cx_context snapshot;  /* the job's own context when it is not a given
+                             one: submit's copy, submit_in(NULL)'s empty */
     void *result;         /* fn's return value; valid once DONE */
     pthread_mutex_t mu;   /* with cv: sleeping waiters only; the fast */
     pthread_cond_t cv;    /* paths never lock (cv uses CLOCK_MONOTONIC) */
@@ -59,7 +65,10 @@ struct cx_future {
  * (the job owns it) and left to the caller on failure. With handle, the
  * job starts with two references (pool + caller) and can be waited on;
  * without, one (pool: fire and forget). New, or NULL (CX_ENOMEM). */
+/* Where a job runs: the caller's context, or one embedded in the job. */
+enum cx__job_ctx { CX__JOB_GIVEN, CX__JOB_SNAPSHOT, CX__JOB_EMPTY };
 CX__HIDDEN cx_future *cx__future_new(void *(*fn)(void *), void *arg, cx_context *ctx,
+                                     enum cx__job_ctx kind,
                                      bool handle, unsigned int gen);
 
 /* QUEUED -> RUNNING. True: the caller runs the job and now owns f->ctx.

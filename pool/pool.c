@@ -426,12 +426,14 @@ int cx_pool_new(cx_pool **out, const cx_pool_opts *opts)
 
 /* Queues fn(arg) to run in ctx (an owned reference, consumed: released on
  * failure). *fut (if fut) receives a new reference to the future. */
-static int submit(cx_pool *p, cx_context *ctx, void *(*fn)(void *), void *arg,
-                  cx_future **fut, bool block)
+/* kind GIVEN: ctx is a reference to the context the job runs in
+ * (consumed). SNAPSHOT (a private copy of the caller's current context,
+ * taken now) and EMPTY (a fresh empty context) live inside the job: one
+ * allocation per job, and nobody else can reach them. */
+static int submit(cx_pool *p, enum cx__job_ctx kind, cx_context *ctx, void *(*fn)(void *),
+                  void *arg, cx_future **fut, bool block)
 {
-    if (ctx == NULL)
-        return CX_ENOMEM;
-    cx_future *f = cx__future_new(fn, arg, ctx, fut != NULL, p->gen);
+    cx_future *f = cx__future_new(fn, arg, ctx, kind, fut != NULL, p->gen);
     if (f == NULL) {
         cx_context_release(ctx);
         return CX_ENOMEM;
@@ -481,7 +483,8 @@ static int submit(cx_pool *p, cx_context *ctx, void *(*fn)(void *), void *arg,
         wake_one(p);
     return 0;
 fail:
-    /* Nobody else ever saw f: undo it whole (it owns ctx). */
+    /* Nobody else ever saw f: undo it whole (it owns its context). */
+    ctx = f->ctx;
     f->ctx = NULL;
     cx_context_release(ctx);
     if (fut != NULL)
@@ -508,14 +511,14 @@ static int check(cx_pool *p, void *(*fn)(void *))
 int cx_pool_submit(cx_pool *p, void *(*fn)(void *), void *arg, cx_future **fut)
 {
     int rc = check(p, fn);
-    return rc != 0 ? rc : submit(p, cx__copy_context_private(), fn, arg, fut, true);
+    return rc != 0 ? rc : submit(p, CX__JOB_SNAPSHOT, NULL, fn, arg, fut, true);
 }
 
 /* As cx_pool_submit, but CX_EAGAIN instead of blocking. */
 int cx_pool_try_submit(cx_pool *p, void *(*fn)(void *), void *arg, cx_future **fut)
 {
     int rc = check(p, fn);
-    return rc != 0 ? rc : submit(p, cx__copy_context_private(), fn, arg, fut, false);
+    return rc != 0 ? rc : submit(p, CX__JOB_SNAPSHOT, NULL, fn, arg, fut, false);
 }
 
 /* fn(arg) will run in ctx itself (borrowed by the caller; the job takes
@@ -527,8 +530,9 @@ int cx_pool_submit_in(cx_pool *p, cx_context *ctx, void *(*fn)(void *), void *ar
     int rc = check(p, fn);
     if (rc != 0)
         return rc;
-    ctx = ctx != NULL ? cx_context_retain(ctx) : cx_context_new();
-    return submit(p, ctx, fn, arg, fut, true);
+    if (ctx == NULL)
+        return submit(p, CX__JOB_EMPTY, NULL, fn, arg, fut, true);
+    return submit(p, CX__JOB_GIVEN, cx_context_retain(ctx), fn, arg, fut, true);
 }
 
 /* -------------------------------------------------------- shutdown, free */

@@ -27,6 +27,7 @@ cx_context *cx_context_new(void)
     cx__ref_init(&ctx->ref);
     ctx->entered = 0;
     ctx->private_ = false;
+    ctx->embedded_ = false;
     ctx->id = next_id();
     ctx->root = NULL;
     if (pthread_mutex_init(&ctx->lock, NULL) != 0) {
@@ -59,6 +60,8 @@ void cx_context_release(cx_context *ctx)
     if (ctx == NULL || !cx__ref_dec(&ctx->ref))
         return;
     cx__map_release(ctx->root);
+    if (ctx->embedded_)
+        return; /* its owner frees the storage */
     pthread_mutex_destroy(&ctx->lock);
     cx__free(ctx);
 }
@@ -96,6 +99,28 @@ cx_context *cx__copy_context_private(void)
     if (ctx != NULL)
         ctx->private_ = true;
     return ctx;
+}
+
+cx_context *cx__context_embed(cx_context *ctx, cx__node *root)
+{
+    cx__ref_init(&ctx->ref);
+    ctx->entered = 0;
+    ctx->private_ = true;
+    ctx->embedded_ = true;
+    ctx->id = next_id();
+    ctx->root = root;
+    return ctx;
+}
+
+cx_context *cx__copy_context_into(cx_context *ctx)
+{
+    const cx__tstate *st = cx__tstate_cur();
+    cx__node *root = NULL;
+    if (st != NULL && st->cur != NULL) {
+        root = st->cur->root; /* we are its owner: no lock */
+        cx__map_retain(root);
+    }
+    return cx__context_embed(ctx, root);
 }
 
 cx_context *cx_copy_context(void)

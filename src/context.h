@@ -29,6 +29,10 @@ struct cx_context {
      * keeps to itself): there are no readers to exclude, so the owner
      * skips the lock. */
     bool private_;
+    /* The storage belongs to another object (a pool job embeds its private
+     * snapshot): the last release tears the context down without freeing
+     * it, and, being private, it has no lock to initialise or destroy. */
+    bool embedded_;
     /* A mutex, not a spinlock: it is held for a few instructions, only
      * for contexts other threads can reach, and every race detector
      * models mutexes natively (helgrind misreads glibc's spinlocks). */
@@ -164,5 +168,12 @@ CX__HIDDEN cx_context *cx__context_with_root(cx__node *root);
 /* cx_copy_context() for a copy whose pointer the caller never shows to
  * another thread (it may run it, or hand it to one runner). New reference. */
 CX__HIDDEN cx_context *cx__copy_context_private(void);
+/* A private context built in storage the caller provides (and frees
+ * after the last release), holding `root` (a map reference, consumed; NULL
+ * for an empty context): no allocation, cannot fail. Returns storage,
+ * holding one reference. */
+CX__HIDDEN cx_context *cx__context_embed(cx_context *storage, cx__node *root);
+/* cx__context_embed of a snapshot of the current context. */
+CX__HIDDEN cx_context *cx__copy_context_into(cx_context *storage);
 
 #endif
