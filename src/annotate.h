@@ -52,10 +52,25 @@ void __tsan_release(void *addr);
 /* Forget the handoff history of an address being freed (valgrind only). */
 #define CX__FORGET(addr, size) ((void)(addr), (void)(size))
 #else
+#include <stdbool.h>
 #include <valgrind/helgrind.h>
+/* True when the process runs under valgrind: read once when the library
+ * is loaded (annotate.c). The hot paths (refcount drops, entering and
+ * leaving a context) then skip the client requests natively, where they
+ * are no-ops that still cost ~2 ns per call; under valgrind every request
+ * is made. The flag never changes after load, so the branch is free. */
+extern __attribute__((visibility("hidden"))) bool cx__under_valgrind;
 /* helgrind.h's client requests are honoured by DRD as well. */
-#define CX__HAPPENS_BEFORE(addr) ANNOTATE_HAPPENS_BEFORE(addr)
-#define CX__HAPPENS_AFTER(addr) ANNOTATE_HAPPENS_AFTER(addr)
+#define CX__HAPPENS_BEFORE(addr)                               \
+    do {                                                       \
+        if (__builtin_expect(cx__under_valgrind, 0))           \
+            ANNOTATE_HAPPENS_BEFORE(addr);                     \
+    } while (0)
+#define CX__HAPPENS_AFTER(addr)                                \
+    do {                                                       \
+        if (__builtin_expect(cx__under_valgrind, 0))           \
+            ANNOTATE_HAPPENS_AFTER(addr);                      \
+    } while (0)
 #define CX__CK_UNTRACKED(addr, size) VALGRIND_HG_DISABLE_CHECKING((addr), (size))
 #define CX__CK_TRACKED(addr, size) VALGRIND_HG_ENABLE_CHECKING((addr), (size))
 #define CX__FORGET(addr, size) ANNOTATE_HAPPENS_BEFORE_FORGET_ALL(addr)
