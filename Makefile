@@ -122,7 +122,7 @@ run-tests: $(ALL_TEST_BINS)
 test: lib
 	@$(MAKE) --no-print-directory run-tests RUN_LABEL=test
 
-VG_COMMON := --error-exitcode=99 --quiet --num-callers=30
+VG_COMMON := --error-exitcode=99 --quiet --num-callers=30 --fair-sched=yes
 VG_MEMCHECK := valgrind --tool=memcheck $(VG_COMMON) --leak-check=full \
   --show-leak-kinds=definite,indirect,possible --errors-for-leak-kinds=definite,indirect,possible
 VG_HELGRIND := valgrind --tool=helgrind $(VG_COMMON) --suppressions=tests/valgrind.supp
