@@ -398,14 +398,14 @@ int cx_pool_new(cx_pool **out, const cx_pool_opts *opts)
         p->workers[i].st = cx__tstate_new();
         if (p->workers[i].st == NULL) {
             while (i-- > 0)
-                cx__free(p->workers[i].st);
+                cx__tstate_free(p->workers[i].st);
             destroy(p);
             return CX_ENOMEM;
         }
     }
     if (pthread_mutex_init(&p->join_lock, NULL) != 0) {
         for (unsigned int i = 0; i < threads; i++)
-            cx__free(p->workers[i].st);
+            cx__tstate_free(p->workers[i].st);
         destroy(p);
         return CX_ENOMEM;
     }

@@ -19,17 +19,35 @@ static uint64_t next_id(void)
     return id_next++;
 }
 
+/* Every field but the lock. root: a map reference (consumed). */
+static cx_context *context_init(cx_context *ctx, cx__node *root, bool private_, bool embedded)
+{
+    cx__ref_init(&ctx->ref);
+    ctx->entered = 0;
+    ctx->private_ = private_;
+    ctx->embedded_ = embedded;
+    ctx->id = next_id();
+    ctx->root = root;
+    return ctx;
+}
+
+/* A new reference to the calling thread's current map (NULL: empty). The
+ * caller is that context's runner, its only writer: no lock. */
+static cx__node *current_root_ref(void)
+{
+    const cx__tstate *st = cx__tstate_cur();
+    if (st == NULL || st->cur == NULL)
+        return NULL;
+    cx__map_retain(st->cur->root);
+    return st->cur->root;
+}
+
 cx_context *cx_context_new(void)
 {
     cx_context *ctx = cx__malloc(sizeof(*ctx));
     if (ctx == NULL)
         return NULL;
-    cx__ref_init(&ctx->ref);
-    ctx->entered = 0;
-    ctx->private_ = false;
-    ctx->embedded_ = false;
-    ctx->id = next_id();
-    ctx->root = NULL;
+    context_init(ctx, NULL, false, false);
     if (pthread_mutex_init(&ctx->lock, NULL) != 0) {
         cx__free(ctx);
         return NULL;
@@ -103,36 +121,15 @@ cx_context *cx__copy_context_private(void)
 
 cx_context *cx__context_embed(cx_context *ctx, cx__node *root)
 {
-    cx__ref_init(&ctx->ref);
-    ctx->entered = 0;
-    ctx->private_ = true;
-    ctx->embedded_ = true;
-    ctx->id = next_id();
-    ctx->root = root;
-    return ctx;
+    return context_init(ctx, root, true, true); /* private: no lock */
 }
 
 cx_context *cx__copy_context_into(cx_context *ctx)
 {
-    const cx__tstate *st = cx__tstate_cur();
-    cx__node *root = NULL;
-    if (st != NULL && st->cur != NULL) {
-        root = st->cur->root; /* we are its owner: no lock */
-        cx__map_retain(root);
-    }
-    return cx__context_embed(ctx, root);
+    return cx__context_embed(ctx, current_root_ref());
 }
 
-cx_context *cx_copy_context(void)
-{
-    const cx__tstate *st = cx__tstate_cur();
-    cx__node *root = NULL;
-    if (st != NULL && st->cur != NULL) {
-        root = st->cur->root; /* we are its owner: no lock */
-        cx__map_retain(root);
-    }
-    return cx__context_with_root(root);
-}
+cx_context *cx_copy_context(void) { return cx__context_with_root(current_root_ref()); }
 
 cx_context *cx_context_copy(const cx_context *ctx)
 {

@@ -538,19 +538,11 @@ static int bitmap_del(cx__node *n, bool own, unsigned shift, upd *u, cx__obj **o
         cx__free(c);
         return r;
     }
+    /* r is DEL_DONE: a child never empties. A non-root node holds two
+     * bindings or more (make_pair builds it so, and a delete that leaves
+     * one collapses it into a binding), so one delete leaves it one. */
     if (own && !child_own && nc != &child->h)
         garbage_add(u->g, &child->h);
-    if (r == DEL_EMPTY) {
-        /* Not produced by our own updates (a non-root node always holds two
-         * bindings or more, one left collapses), handled for robustness. */
-        cx__free(c);
-        if (n->count == 1) {
-            if (own)
-                cx__free(n);
-            return DEL_EMPTY;
-        }
-        return remove_slot(n, own, idx, bit, out) == 0 ? DEL_DONE : CX_ENOMEM;
-    }
     if (n->count == 1 && shift > 0 && nc->kind == CX__K_BINDING) {
         /* This node is now just one binding: collapse it upwards too. */
         if (own)

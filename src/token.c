@@ -12,8 +12,8 @@
  * binding must go now: its value's destroy is due), so old_value stays
  * alive while the token lives. */
 struct cx_token {
-    cx_var *var;       /* borrowed from `held`, or an own reference */
-    bool own_var_ref;  /* true: the token holds a reference to var */
+    cx_var *var;       /* borrowed from `held`; an own reference of the
+                          token's exactly when `held` is NULL */
     bool has_old;      /* false: the variable was unbound (Token.MISSING) */
     bool used;
     uint64_t ctx_id;   /* the context the set was made in (its id: the
@@ -63,9 +63,8 @@ int cx_var_set(cx_var *var, void *value, cx_token **tokp)
     cache_changed(st, var, b);
 
     if (tok != NULL) {
-        tok->own_var_ref = old == NULL;
-        if (tok->own_var_ref)
-            cx__var_retain(var);
+        if (old == NULL)
+            cx__var_retain(var); /* nothing held keeps var alive */
         tok->var = var;
         tok->ctx_id = ctx->id;
         tok->held = old; /* the map's reference moves to the token */
@@ -126,10 +125,8 @@ int cx_var_reset(cx_var *var, cx_token *tok)
          * for the token. None if a non-LIFO reset had removed var. */
         tok->held = removed;
         removed = NULL;
-        if (tok->held == NULL) {
-            cx__var_retain(var);
-            tok->own_var_ref = true;
-        }
+        if (tok->held == NULL)
+            cx__var_retain(var); /* nothing held keeps var alive */
     }
     cx__obj_release((cx__obj *)removed);
     cx__garbage_release(&g);
@@ -154,9 +151,10 @@ void cx_token_release(cx_token *tok)
 {
     if (tok == NULL)
         return;
-    cx_var *own = tok->own_var_ref ? tok->var : NULL;
-    cx__obj_release((cx__obj *)tok->held);
-    cx_var_release(own);
+    if (tok->held != NULL)
+        cx__obj_release(&tok->held->h);
+    else
+        cx_var_release(tok->var);
     cx__free(tok);
 }
 

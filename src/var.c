@@ -1,7 +1,8 @@
 /* var.c - ContextVar objects and the read path (get, get_or).
  *
  * The read path is the hottest code of the library. A hit in the per-thread
- * cache costs a thread-local load and three compares; a miss walks the map
+ * cache is answered inline in cxvars.h (a thread-local load and two
+ * compares, no call); everything else comes here: a miss walks the map
  * once and fills the entry. The cache holds borrowed values of the current
  * map, and every operation that can change which map is current or what it
  * holds (set, reset, entering, leaving) bumps the thread's gen, which
@@ -77,8 +78,11 @@ static bool lookup(const cx_var *var, void **value)
     return b != NULL;
 }
 
-/* Everything but a cache hit with a binding. */
-static __attribute__((noinline)) int get_miss(const cx_var *var, void **out)
+/* The header's inline cx_var_get/cx_var_get_or answer a cache hit with a
+ * binding themselves and call these for everything else (or for every
+ * call under CX_NO_INLINE); lookup() covers every cache case, so nothing
+ * is probed twice. */
+int(cx_var_get)(const cx_var *var, void **out)
 {
     if (var == NULL || out == NULL)
         return CX_EINVAL;
@@ -94,34 +98,10 @@ static __attribute__((noinline)) int get_miss(const cx_var *var, void **out)
     return CX_ELOOKUP;
 }
 
-static __attribute__((noinline)) void *get_or_miss(const cx_var *var, void *fallback)
+void *(cx_var_get_or)(const cx_var *var, void *fallback)
 {
     void *v;
     if (var != NULL && lookup(var, &v))
         return v;
     return fallback;
-}
-
-/* The hit path: a thread-local load, the variable's slot, two compares.
- * No stack frame; anything else is a tail call. */
-#define CACHE_HIT(st, var) \
-    ((st) != NULL && (var) != NULL && (st)->fast.cache[cx__slot(var)].key == (uintptr_t)(var) && \
-     (st)->fast.cache[cx__slot(var)].gen == (st)->fast.gen)
-
-int(cx_var_get)(const cx_var *var, void **out)
-{
-    const cx__tstate *st = cx__tstate_cur();
-    if (__builtin_expect(CACHE_HIT(st, var) && out != NULL, 1)) {
-        *out = st->fast.cache[cx__slot(var)].value;
-        return 0;
-    }
-    return get_miss(var, out);
-}
-
-void *(cx_var_get_or)(const cx_var *var, void *fallback)
-{
-    const cx__tstate *st = cx__tstate_cur();
-    if (__builtin_expect(CACHE_HIT(st, var), 1))
-        return st->fast.cache[cx__slot(var)].value;
-    return get_or_miss(var, fallback);
 }
