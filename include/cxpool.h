@@ -94,6 +94,54 @@ CX_EXTERN int cx_future_cancel(cx_future *f);
  * another thread waits on f. */
 CX_EXTERN void cx_future_release(cx_future *f);
 
+/* Waits and returns the result in one call: as cx_future_result, or
+ * CX_ETIMEDOUT at the absolute CLOCK_MONOTONIC deadline (NULL: none). */
+CX_EXTERN int cx_future_result_until(cx_future *f, const struct timespec *deadline,
+                                     void **result);
+/* Waits until one of fs[0..n) is complete; *index receives its position. */
+CX_EXTERN int cx_future_wait_any(cx_future *const *fs, size_t n,
+                                 const struct timespec *deadline, size_t *index);
+/* fn(f, arg) runs once when the job ends, however it ends, with f already
+ * complete: at once in the caller if it already has; in the context that
+ * was current when cx_future_on_done was called. */
+CX_EXTERN int cx_future_on_done(cx_future *f, void (*fn)(cx_future *f, void *arg),
+                                void *arg);
+
+/* ------------------------------------------------------------------ groups */
+
+/* errgroup: structured concurrency on a pool. */
+typedef struct cx_group cx_group;
+/* A group owning a child scope of the current scope; jobs run in pool. */
+CX_EXTERN int cx_group_new(cx_group **out, cx_pool *pool);
+/* Submits fn(arg) in a snapshot of the current context with the group's
+ * scope current; jobs of g may call cx_group_go on g themselves. */
+CX_EXTERN int cx_group_go(cx_group *g, int (*fn)(void *), void *arg);
+/* Until every job of g (nested ones included) has ended: 0 or the first
+ * non-zero fn return (which cancelled the group at once); CX_ETIMEDOUT at
+ * the deadline (jobs go on). */
+CX_EXTERN int cx_group_wait(cx_group *g, const struct timespec *deadline);
+CX_EXTERN int cx_group_cancel(cx_group *g);
+/* Cancels what has not run, waits for what runs, frees g. */
+CX_EXTERN void cx_group_release(cx_group *g);
+
+/* ----------------------------------------------------------- introspection */
+
+typedef struct cx_worker_info {
+    unsigned index;          /* 0 .. threads-1 */
+    bool busy;
+    struct timespec started; /* CLOCK_MONOTONIC start of the current job */
+    cx_context *ctx;         /* new reference: a copy of the context the job
+                                runs in (NULL when idle); release it */
+} cx_worker_info;
+/* Calls fn once per worker; stops at and returns the first non-zero. */
+CX_EXTERN int cx_pool_inspect(cx_pool *p, int (*fn)(const cx_worker_info *w, void *arg),
+                              void *arg);
+typedef struct cx_pool_stats {
+    unsigned long long submitted, completed, cancelled, timed_out, failed_busy;
+    unsigned queued, running, threads;
+} cx_pool_stats;
+CX_EXTERN int cx_pool_stats_get(cx_pool *p, cx_pool_stats *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -22,6 +22,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -80,10 +81,16 @@ typedef struct cx_var cx_var;         /* ContextVar */
 typedef struct cx_token cx_token;     /* Token */
 typedef struct cx_context cx_context; /* Context */
 
+/* Flags of cx_var_opts.flags. */
+#define CX_VAR_LOCAL 1u   /* stays on its thread: captures for new threads,
+                             pool jobs, groups and callbacks leave it out */
+#define CX_VAR_WATCHED 2u /* watchers get SET and RESET events for it */
+
 typedef struct cx_var_opts {
     bool has_default;
     void *default_value;        /* never destroyed by the library */
     void (*destroy)(void *value); /* optional: values become owned, see set */
+    unsigned flags;             /* CX_VAR_* (0: none) */
 } cx_var_opts;
 
 /* Creates a variable. *out receives a new reference (release it with
@@ -266,6 +273,86 @@ CX_EXTERN int cx_thread_create(pthread_t *t, const pthread_attr_t *attr,
  * until the thread's fn returns. */
 CX_EXTERN int cx_thread_create_in(pthread_t *t, const pthread_attr_t *attr,
                                   cx_context *ctx, void *(*fn)(void *), void *arg);
+
+/* --------------------------------------------------------- enter and exit */
+
+/* CPython's PyContext_Enter: makes ctx current in this thread and holds a
+ * reference to it until the matching cx_context_exit. CX_EBUSY (nothing
+ * changes) if ctx is entered anywhere; CX_EINVAL for NULL; CX_ENOMEM if this
+ * thread's state cannot be created. A thread that ends with contexts still
+ * entered leaves them (innermost first) and drops their references. */
+CX_EXTERN int cx_context_enter(cx_context *ctx);
+/* PyContext_Exit: ctx must be this thread's innermost context entered by
+ * cx_context_enter (not by a run still in progress), else CX_ECONTEXT and
+ * nothing changes. Restores the context that was current before the
+ * matching enter and drops the reference enter took. */
+CX_EXTERN int cx_context_exit(cx_context *ctx);
+
+/* -------------------------------------------------------------- callbacks */
+
+/* Capture now, run later, in any thread: for executors other than cxpool.
+ * cx_bind captures the current context (leaving CX_VAR_LOCAL variables out)
+ * and returns a new callback reference in *out.
+ *   flags == 0:     every run starts from the capture in a private copy;
+ *                   runs may overlap; a run's writes are gone when it ends.
+ *   CX_BIND_SHARED: all runs share one context; a run sees what the previous
+ *                   one wrote; concurrent runs are serialised (a second
+ *                   caller waits; never CX_EBUSY). */
+typedef struct cx_callback cx_callback;
+#define CX_BIND_SHARED 1u
+CX_EXTERN int cx_bind(cx_callback **out, void *(*fn)(void *), void *arg, unsigned flags);
+/* fn(arg) in the capture; *result (if result) receives fn's return value. */
+CX_EXTERN int cx_callback_run(cx_callback *cb, void **result);
+/* For executors taking void (*)(void *): runs cb (a cx_callback *) once,
+ * then releases the reference the caller handed over with it. */
+CX_EXTERN void cx_callback_invoke(void *cb);
+CX_EXTERN cx_callback *cx_callback_retain(cx_callback *cb); /* returns cb */
+CX_EXTERN void cx_callback_release(cx_callback *cb);        /* NULL: no-op */
+
+/* ------------------------------------------------------------------ scopes */
+
+/* A scope is a node of a cancellation tree, carried in the context by a
+ * built-in variable: jobs, callbacks and threads started under it inherit
+ * it. Scopes are reference counted. */
+typedef struct cx_scope cx_scope;
+/* A new scope (new reference in *out), child of the current context's scope
+ * if any. deadline: absolute CLOCK_MONOTONIC, NULL for none of its own (an
+ * ancestor's still applies). CX_EINVAL for NULL out or a bad timespec. */
+CX_EXTERN int cx_scope_new(cx_scope **out, const struct timespec *deadline);
+/* Cancels s and every scope below it; wakes the library's blocked waiters. */
+CX_EXTERN int cx_scope_cancel(cx_scope *s);
+CX_EXTERN void cx_scope_release(cx_scope *s); /* NULL: no-op */
+/* The current scope or an ancestor is cancelled or past its deadline. */
+CX_EXTERN bool cx_cancelled(void);
+/* 0, CX_ECANCELED, or CX_ETIMEDOUT (a deadline on the chain passed). */
+CX_EXTERN int cx_check(void);
+/* Earliest deadline on the current chain; CX_ELOOKUP if none. */
+CX_EXTERN int cx_deadline(struct timespec *out);
+/* now + ms, CLOCK_MONOTONIC. */
+CX_EXTERN struct timespec cx_deadline_in(long ms);
+/* The built-in variable holding the current scope (borrowed, never
+ * released). Not meant for direct use: see CX_WITH_SCOPE. */
+CX_EXTERN cx_var *cx__scope_var(void);
+/* s is the current scope for the block (a CX_WITH of the built-in
+ * variable; the block holds its own reference to s). */
+#define CX_WITH_SCOPE(s) CX_WITH(cx__scope_var(), cx__scope_ref(s))
+CX_EXTERN void *cx__scope_ref(cx_scope *s);
+
+/* ---------------------------------------------------------------- watchers */
+
+enum { CX_WATCH_ENTER = 1, CX_WATCH_EXIT, CX_WATCH_SET, CX_WATCH_RESET };
+typedef struct cx_watch_event {
+    int kind;                /* CX_WATCH_* */
+    const cx_context *ctx;   /* entered / left / changed context */
+    const cx_var *var;       /* SET, RESET: the variable, else NULL */
+    void *old_value, *new_value;
+    bool had_old, has_new;
+} cx_watch_event;
+typedef struct cx_watcher cx_watcher;
+CX_EXTERN int cx_watch_add(cx_watcher **out,
+                           void (*fn)(const cx_watch_event *ev, void *arg), void *arg);
+/* When it returns, fn runs nowhere and will not run again. */
+CX_EXTERN void cx_watch_remove(cx_watcher *w);
 
 #ifdef __cplusplus
 }
