@@ -23,7 +23,7 @@ endif
 OPT         ?= -O2
 WARN        := -Wall -Wextra -Werror
 BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -g $(OPT) $(WARN) -Iinclude -Isrc
-LIB_CFLAGS  := -fPIC -fvisibility=hidden -fno-semantic-interposition
+LIB_CFLAGS  := -fexceptions -fPIC -fvisibility=hidden -fno-semantic-interposition
 LDLIBS      := -lck -lpthread
 
 ifeq ($(SAN),asan)

@@ -199,25 +199,38 @@ CX_EXTERN void cx_token_release(cx_token *tok); /* NULL is a no-op */
 /* Python 3.14's `with var.set(value): ...`: sets, runs the block, resets and
  * releases the token when the block ends normally or by break/continue
  * (break leaves the CX_WITH block only, not an enclosing loop). Leaving the
- * block by return or goto skips the reset: do not. If the set fails (out of
- * memory) the block does not run. The reset at the end cannot fail for lack
- * of memory, even when the block copied the context: the block runs only
- * once this thread holds enough reserve memory for the reset of every open
- * CX_WITH block (guaranteed up to 8 nested blocks). */
+ * block by return or goto skips the reset: do not. CX_WITH takes ownership
+ * of an owned value (a variable with a destroy callback) in every case: if
+ * the set fails (out of memory, NULL var), the block does not run and the
+ * value is destroyed at once (for a NULL var nothing can be destroyed).
+ * CX_WITH_RC(var, value, rc) is the same and stores the set's status in
+ * the int lvalue rc (0, CX_ENOMEM, CX_EINVAL); the block runs only when
+ * rc == 0. The reset at the end cannot fail for lack of memory, even when
+ * the block copied the context: the block runs only once this thread holds
+ * enough reserve memory for the reset of every open CX_WITH block
+ * (guaranteed up to 8 nested blocks). Names come from __COUNTER__: any
+ * number of CX_WITH on one line or nested compile without shadowing. */
 struct cx__with {
     cx_var *var;
     cx_token *tok;
     int once;
+    int rc;
 };
 CX_EXTERN struct cx__with cx__with_enter(cx_var *var, void *value);
 CX_EXTERN void cx__with_exit(struct cx__with *w);
 #define CX__CAT2(a, b) a##b
 #define CX__CAT(a, b) CX__CAT2(a, b)
-#define CX_WITH(var, value)                                                   \
-    for (struct cx__with CX__CAT(cx__w_, __LINE__) = cx__with_enter((var), (value)); \
-         CX__CAT(cx__w_, __LINE__).tok != NULL;                               \
-         cx__with_exit(&CX__CAT(cx__w_, __LINE__)))                           \
-        for (; CX__CAT(cx__w_, __LINE__).once; CX__CAT(cx__w_, __LINE__).once = 0)
+#define CX__WITH_N(var, value, w)                                             \
+    for (struct cx__with w = cx__with_enter((var), (value)); w.tok != NULL;   \
+         cx__with_exit(&w))                                                   \
+        for (; w.once; w.once = 0)
+#define CX__WITH_RC_N(var, value, rc, w)                                      \
+    for (struct cx__with w = cx__with_enter((var), (value));                  \
+         ((rc) = w.rc, w.tok != NULL); cx__with_exit(&w))                     \
+        for (; w.once; w.once = 0)
+#define CX_WITH(var, value) CX__WITH_N(var, value, CX__CAT(cx__w_, __COUNTER__))
+#define CX_WITH_RC(var, value, rc)                                            \
+    CX__WITH_RC_N(var, value, rc, CX__CAT(cx__w_, __COUNTER__))
 
 /* ---------------------------------------------------------------- contexts */
 

@@ -60,6 +60,9 @@ cx_future *cx__future_new(void *(*fn)(void *), void *arg, cx_context *ctx,
     f->fn = fn;
     f->arg = arg;
     f->result = NULL;
+    f->pool = NULL;
+    f->next = NULL;
+    f->strand_ctx = NULL;
     if (handle) {
         cx__ref_inc(&f->ref); /* the caller's */
         if (pthread_mutex_init(&f->mu, NULL) != 0) {
@@ -144,6 +147,7 @@ void cx__future_unref(cx_future *f)
         return;
     /* Only a parent's job left queued in a fork child can still hold one. */
     cx_context_release(f->ctx);
+    cx_context_release(f->strand_ctx);
     /* In a fork child a parent's mutex or condition variable may look
      * locked or waited on forever: destroying them could block. Their
      * memory is all there is to free. */
@@ -232,7 +236,14 @@ int cx_future_cancel(cx_future *f)
             return 0;
         s = ck_pr_load_uint(&f->state);
     }
-    return s == CX__F_CANCELLING || s == CX__F_CANCELLED ? 0 : CX_EBUSY;
+    if (s == CX__F_CANCELLING) {
+        /* Another canceller won and is still releasing the job's context
+         * (a destroy callback may be slow): 0 means "complete", so wait
+         * for its publication like any waiter (it wakes us). */
+        (void)wait_slow(f, NULL);
+        return 0;
+    }
+    return s == CX__F_CANCELLED ? 0 : CX_EBUSY;
 }
 
 /* Drops the caller's reference (NULL is a no-op); the job itself is not

@@ -57,6 +57,11 @@ struct cx_future {
     cx_context snapshot;  /* the job's own context when it is not a given
                              one: submit's copy, submit_in(NULL)'s empty */
     void *result;         /* fn's return value; valid once DONE */
+    cx_pool *pool;        /* borrowed: the pool it was submitted to */
+    cx_future *next;      /* link in a strand's list or a pool's ready list
+                             (owned by whichever list holds the job) */
+    cx_context *strand_ctx; /* submit_in jobs: a reference to ctx held until
+                               the job has handed its strand on (strand.c) */
     pthread_mutex_t mu;   /* with cv: sleeping waiters only; the fast */
     pthread_cond_t cv;    /* paths never lock (cv uses CLOCK_MONOTONIC) */
 };

@@ -137,7 +137,7 @@
 #include "future.h"
 #include "queue.h"
 #include "sleep.h"
-#include "annotate.h"
+#include "strand.h"
 
 #define CX__POOL_MAX_THREADS 1024u
 #define CX__POOL_DEFAULT_QUEUE 4096u
@@ -172,6 +172,14 @@ struct cx_pool {
     struct worker *workers; /* owned, nthreads entries */
     pthread_mutex_t join_lock;
     bool joined;            /* under join_lock: all workers joined */
+    /* Strand jobs handed back after parking (strand.c): they hold no
+     * queue place, so they wait here, in order, not in the ring. */
+    pthread_mutex_t ready_mu;
+    cx_future *ready_head, *ready_tail; /* under ready_mu */
+    unsigned int nready;    /* entries in the ready list (atomic; a hint
+                               read without the lock) */
+    unsigned int parked;    /* strand jobs parked or in the ready list
+                               (atomic): workers do not leave while any */
 };
 
 /* The pool whose job this thread is running (NULL outside workers). */
@@ -183,7 +191,10 @@ static __thread cx_pool *self_pool __attribute__((tls_model("initial-exec")));
  * reference to it. */
 static void handle(cx_pool *p, cx_future *f)
 {
-    if (ck_pr_load_uint(&p->flags) & CX__P_CANCEL) {
+    if (f->strand_ctx != NULL) {
+        cx__strand_handle(cx__tstate_cur(), f,
+                          (ck_pr_load_uint(&p->flags) & CX__P_CANCEL) != 0);
+    } else if (ck_pr_load_uint(&p->flags) & CX__P_CANCEL) {
         (void)cx__future_cancel_queued(f, true);
     } else if (cx__future_claim(f)) {
         void *result = NULL;
@@ -202,7 +213,7 @@ static bool finished(cx_pool *p)
     if (!(ck_pr_load_uint(&p->flags) & CX__P_CLOSED))
         return false;
     ck_pr_fence_load();
-    return cx__queue_reserved(&p->q) == 0;
+    return cx__queue_reserved(&p->q) == 0 && ck_pr_load_uint(&p->parked) == 0;
 }
 
 /* Bumps every worker's count: the end, seen by all. p borrowed. */
@@ -234,6 +245,21 @@ static void wake_one(cx_pool *p)
  * caller owns the queue's reference to the job. */
 static cx_future *take(cx_pool *p)
 {
+    if (ck_pr_load_uint(&p->nready) != 0) {
+        pthread_mutex_lock(&p->ready_mu);
+        cx_future *r = p->ready_head;
+        if (r != NULL) {
+            p->ready_head = r->next;
+            if (p->ready_head == NULL)
+                p->ready_tail = NULL;
+            ck_pr_dec_uint(&p->nready);
+        }
+        pthread_mutex_unlock(&p->ready_mu);
+        if (r != NULL) {
+            cx__pool_parked(p, -1); /* a worker holds it now */
+            return r;
+        }
+    }
     cx_future *f = cx__queue_pop(&p->q);
     if (f == NULL)
         return NULL;
@@ -409,11 +435,19 @@ int cx_pool_new(cx_pool **out, const cx_pool_opts *opts)
         destroy(p);
         return CX_ENOMEM;
     }
+    if (pthread_mutex_init(&p->ready_mu, NULL) != 0) {
+        pthread_mutex_destroy(&p->join_lock);
+        for (unsigned int i = 0; i < threads; i++)
+            cx__tstate_free(p->workers[i].st);
+        destroy(p);
+        return CX_ENOMEM;
+    }
     cx__ec_init(&p->space);
     CX__CK_UNTRACKED(&p->space, sizeof(p->space));
     p->gen = cx__forkgen();
     rc = start_workers(p);
     if (rc != 0) {
+        pthread_mutex_destroy(&p->ready_mu);
         pthread_mutex_destroy(&p->join_lock);
         destroy(p);
         return rc;
@@ -433,11 +467,21 @@ int cx_pool_new(cx_pool **out, const cx_pool_opts *opts)
 static int submit(cx_pool *p, enum cx__job_ctx kind, cx_context *ctx, void *(*fn)(void *),
                   void *arg, cx_future **fut, bool block)
 {
+    /* A given context's jobs form its strand; the strand is made first,
+     * so nothing can fail after the job is queued. */
+    struct cx__strand *strand = NULL;
+    if (kind == CX__JOB_GIVEN && (strand = cx__strand_of(ctx)) == NULL) {
+        cx_context_release(ctx);
+        return CX_ENOMEM;
+    }
     cx_future *f = cx__future_new(fn, arg, ctx, kind, fut != NULL, p->gen);
     if (f == NULL) {
         cx_context_release(ctx);
         return CX_ENOMEM;
     }
+    f->pool = p;
+    if (strand != NULL)
+        f->strand_ctx = cx_context_retain(ctx);
     int rc;
     if (!cx__queue_reserve(&p->q)) {
         if (!block) {
@@ -474,6 +518,28 @@ static int submit(cx_pool *p, enum cx__job_ctx kind, cx_context *ctx, void *(*fn
     }
     if (fut != NULL)
         *fut = f; /* before the push: afterwards f may complete any time */
+    if (strand != NULL)
+        cx__strand_enqueue(strand, f);
+    else
+        cx__pool_push(p, f);
+    return 0;
+fail:
+    /* Nobody else ever saw f: undo it whole (it owns its context). */
+    ctx = f->ctx;
+    f->ctx = NULL;
+    cx_context_release(ctx);
+    ctx = f->strand_ctx;
+    f->strand_ctx = NULL;
+    cx_context_release(ctx);
+    if (fut != NULL)
+        cx__future_unref(f);
+    cx__future_unref(f);
+    return rc;
+}
+
+/* Pushes f, which holds a queue place, and wakes an idle worker. */
+void cx__pool_push(cx_pool *p, cx_future *f)
+{
     cx__queue_push(&p->q, f);
     /* The push ends with a plain store: a full fence orders it before the
      * read of `idle` (see worker_main). No idle worker: no bump, no shared
@@ -481,16 +547,40 @@ static int submit(cx_pool *p, enum cx__job_ctx kind, cx_context *ctx, void *(*fn
     ck_pr_fence_memory();
     if (ck_pr_load_uint(&p->idle) != 0)
         wake_one(p);
-    return 0;
-fail:
-    /* Nobody else ever saw f: undo it whole (it owns its context). */
-    ctx = f->ctx;
-    f->ctx = NULL;
-    cx_context_release(ctx);
-    if (fut != NULL)
-        cx__future_unref(f);
-    cx__future_unref(f);
-    return rc;
+}
+
+/* A parked strand job comes back (strand.c): behind the others handed
+ * back, ahead of the queue (it waited its turn already). The same wake-up
+ * protocol as a push: the locked increment of nready, then the read of
+ * `idle`, against the sleeper's announcement, then its second look. */
+void cx__pool_ready(cx_pool *p, cx_future *f)
+{
+    f->next = NULL;
+    pthread_mutex_lock(&p->ready_mu);
+    if (p->ready_tail != NULL)
+        p->ready_tail->next = f;
+    else
+        p->ready_head = f;
+    p->ready_tail = f;
+    ck_pr_inc_uint(&p->nready);
+    pthread_mutex_unlock(&p->ready_mu);
+    ck_pr_fence_atomic_load();
+    if (ck_pr_load_uint(&p->idle) != 0)
+        wake_one(p);
+}
+
+void cx__pool_parked(cx_pool *p, int delta)
+{
+    if (delta > 0) {
+        ck_pr_inc_uint(&p->parked);
+        return;
+    }
+    bool zero;
+    ck_pr_dec_uint_zero(&p->parked, &zero);
+    /* The last parked job of a draining pool is taken: sleepers that
+     * stayed for it may leave (finished()). */
+    if (zero && (ck_pr_load_uint(&p->flags) & CX__P_CLOSED))
+        wake_all(p);
 }
 
 /* Checks shared by every submit; 0 if p (borrowed) may take a job. */
@@ -590,6 +680,7 @@ void cx_pool_free(cx_pool *p)
     if (self_pool == p)
         return;
     (void)cx_pool_shutdown(p, false);
+    pthread_mutex_destroy(&p->ready_mu);
     pthread_mutex_destroy(&p->join_lock);
     destroy(p);
 }

@@ -19,15 +19,34 @@ static uint64_t next_id(void)
     return id_next++;
 }
 
+/* The entered word is only ever accessed atomically and carries no data
+ * itself: helgrind and DRD would report the claim's compare-and-swap
+ * against the previous runner's exchange (ck's atomics are inline
+ * assembly to them), so the word is hidden from them and the handoff is
+ * announced instead (cx__try_enter, cx__leave). Only under valgrind. */
+static void track_word(cx_context *ctx, bool track)
+{
+    if (!(cx__detector & CX__DET_VALGRIND))
+        return;
+    if (track)
+        CX__CK_TRACKED(&ctx->entered, sizeof(ctx->entered));
+    else
+        CX__CK_UNTRACKED(&ctx->entered, sizeof(ctx->entered));
+}
+
 /* Every field but the lock. root: a map reference (consumed). */
 static cx_context *context_init(cx_context *ctx, cx__node *root, bool private_, bool embedded)
 {
     cx__ref_init(&ctx->ref);
     ctx->entered = 0;
+    track_word(ctx, false);
     ctx->private_ = private_;
     ctx->embedded_ = embedded;
     ctx->id = next_id();
     ctx->root = root;
+    ctx->enter_prev = NULL;
+    ctx->enter_below = NULL;
+    ctx->strand = NULL;
     return ctx;
 }
 
@@ -73,15 +92,48 @@ cx_context *cx_context_retain(cx_context *ctx)
     return ctx;
 }
 
-void cx_context_release(cx_context *ctx)
+/* Tears down a context nobody holds any more and nobody runs in. */
+static void context_destroy(cx_context *ctx)
 {
-    if (ctx == NULL || !cx__ref_dec(&ctx->ref))
-        return;
+    CX__ASSERT(ctx->strand == NULL || cx__strand_idle(ctx->strand));
+    cx__strand_free(ctx->strand);
     cx__map_release(ctx->root);
+    track_word(ctx, true);
     if (ctx->embedded_)
         return; /* its owner frees the storage */
     pthread_mutex_destroy(&ctx->lock);
     cx__free(ctx);
+}
+
+void cx_context_release(cx_context *ctx)
+{
+    if (ctx == NULL || !cx__ref_dec(&ctx->ref))
+        return;
+    /* The last reference. cx_context_run keeps no count of its own (two
+     * locked operations per run saved): if a run is in the context, flag
+     * it and let the runner tear it down when it leaves. The runner's
+     * exchange and our compare-and-swap are ordered: either we see the
+     * word cleared (and destroy) or it sees ZOMBIE (and does). */
+    unsigned int e = ck_pr_load_uint(&ctx->entered);
+    while (e & CX__CTX_ENTERED) {
+        if (ck_pr_cas_uint_value(&ctx->entered, e, e | CX__CTX_ZOMBIE, &e))
+            return;
+    }
+    ck_pr_fence_acquire();
+    context_destroy(ctx);
+}
+
+void cx__leave_slow(cx_context *ctx, unsigned int old)
+{
+    if (old & CX__CTX_PARKED)
+        cx__strand_wake(ctx); /* a parked job holds a reference: no ZOMBIE */
+    if (old & CX__CTX_ZOMBIE) {
+        /* The releaser's writes (it announced them on the count) happen
+         * before this teardown. */
+        ck_pr_fence_acquire();
+        CX__HAPPENS_AFTER(&ctx->ref);
+        context_destroy(ctx);
+    }
 }
 
 /* True if the calling thread runs in ctx: it is then the only writer of
@@ -138,6 +190,35 @@ cx_context *cx_context_copy(const cx_context *ctx)
     return cx__context_with_root(cx__context_snapshot(ctx));
 }
 
+/* --- entering and leaving */
+
+/* Leaves ctx, this thread's innermost enter, and drops the enter's
+ * reference. */
+static void exit_top(cx__tstate *st)
+{
+    cx_context *ctx = st->enter_top;
+    st->enter_top = ctx->enter_below;
+    cx__switch_out(st, ctx, ctx->enter_prev);
+    cx_context_release(ctx);
+}
+
+void cx__exit_entered_above(cx__tstate *st, cx_context *keep)
+{
+    while (st->enter_top != keep)
+        exit_top(st);
+}
+
+/* Runs on every way out of the run's frame: return, and the unwinding of
+ * pthread_exit, cancellation and C++ exceptions (the library is built
+ * with -fexceptions, so the cleanup attribute below is honoured by all
+ * three). Contexts fn entered and did not exit are left first. */
+void cx__run_frame_leave(struct cx__run_frame *fr)
+{
+    if (__builtin_expect(fr->st->enter_top != fr->enter_top, 0))
+        cx__exit_entered_above(fr->st, fr->enter_top);
+    cx__switch_out(fr->st, fr->ctx, fr->prev);
+}
+
 int cx_context_run(cx_context *ctx, void *(*fn)(void *), void *arg, void **result)
 {
     if (ctx == NULL || fn == NULL)
@@ -147,11 +228,49 @@ int cx_context_run(cx_context *ctx, void *(*fn)(void *), void *arg, void **resul
         return CX_ENOMEM;
     if (!cx__try_enter(ctx))
         return CX_EBUSY;
-    cx_context *prev = cx__switch_in(st, ctx);
+    /* No reference is taken: if fn drops the last one, the context is
+     * flagged ZOMBIE and torn down when this frame leaves it. */
+    struct cx__run_frame fr __attribute__((cleanup(cx__run_frame_leave))) = {
+        .st = st, .ctx = ctx, .prev = cx__switch_in(st, ctx), .enter_top = st->enter_top};
     void *r = fn(arg);
-    cx__switch_out(st, ctx, prev);
     if (result != NULL)
         *result = r;
+    return 0;
+}
+
+void *cx__run_claimed(cx__tstate *st, cx_context *ctx, void *(*fn)(void *), void *arg)
+{
+    struct cx__run_frame fr __attribute__((cleanup(cx__run_frame_leave))) = {
+        .st = st, .ctx = ctx, .prev = cx__switch_in(st, ctx), .enter_top = st->enter_top};
+    return fn(arg);
+}
+
+int cx_context_enter(cx_context *ctx)
+{
+    if (ctx == NULL)
+        return CX_EINVAL;
+    cx__tstate *st = cx__tstate_get();
+    if (st == NULL)
+        return CX_ENOMEM;
+    if (!cx__try_enter(ctx))
+        return CX_EBUSY;
+    cx__ref_inc(&ctx->ref); /* the enter's own, dropped by the exit */
+    ctx->enter_below = st->enter_top;
+    ctx->enter_prev = cx__switch_in(st, ctx);
+    st->enter_top = ctx;
+    return 0;
+}
+
+int cx_context_exit(cx_context *ctx)
+{
+    if (ctx == NULL)
+        return CX_EINVAL;
+    cx__tstate *st = cx__tstate_cur();
+    /* Innermost enter, and current: a run entered after it (and still in
+     * progress) makes cur differ. */
+    if (st == NULL || st->enter_top != ctx || st->cur != ctx)
+        return CX_ECONTEXT;
+    exit_top(st);
     return 0;
 }
 

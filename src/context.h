@@ -5,15 +5,18 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "check.h"
 #include "hamt.h"
+#include "tstate.h"
 #include "var.h"
 
 /* A context is a mutable holder of an immutable map.
  *
  * Invariants:
- *  - `entered` is 1 while some thread has the context current (run, a
- *    thread's own base context, cx_thread_create_in). It is taken with a
- *    compare-and-swap, so of two racing threads exactly one enters.
+ *  - `entered` has CX__CTX_ENTERED while some thread has the context
+ *    current (run, enter, a thread's own base context, create_in, a pool
+ *    job). It is taken with a compare-and-swap, so of two racing threads
+ *    exactly one enters, and given up with one exchange (cx__leave).
  *  - Only the thread that entered the context changes `root`, and it does
  *    so holding `lock`. Other threads read `root` only under `lock`, long
  *    enough to take a reference (a snapshot); so the owner, holding the
@@ -23,7 +26,7 @@
  */
 struct cx_context {
     cx__ref ref;
-    unsigned int entered;
+    unsigned int entered; /* CX__CTX_* (atomic, see below) */
     /* True when no thread but the runner can reach this context (a
      * thread's base context, a snapshot the pool or a thread trampoline
      * keeps to itself): there are no readers to exclude, so the owner
@@ -38,6 +41,12 @@ struct cx_context {
      * models mutexes natively (helgrind misreads glibc's spinlocks). */
     pthread_mutex_t lock;
     uint64_t id;    /* unique for the life of the process; tokens keep it */
+    /* While entered by cx_context_enter, written and read by the entering
+     * thread only: */
+    cx_context *enter_prev;  /* current before the enter (borrowed) */
+    cx_context *enter_below; /* that thread's enter_top before (borrowed) */
+    struct cx__strand *strand; /* pool jobs queued into this context
+                                  (strand.c); NULL until the first */
     cx__node *root; /* owned; NULL is the empty map */
 };
 
@@ -53,95 +62,64 @@ static inline void cx__owner_unlock(cx_context *ctx)
         pthread_mutex_unlock(&ctx->lock);
 }
 
-/* The lookup cache (struct cx__fast, laid out in cxvars.h so that the
- * inline get can read it): one direct-mapped entry per slot. An entry is
- * valid iff its gen equals the thread's gen; every set/reset/enter/exit in
- * the thread bumps gen, which invalidates all entries at once. Values are
- * borrowed from the current map. */
-typedef struct cx__cache_entry cx__cache_entry;
-
-static inline void cx__cache_fill(cx__cache_entry *e, const cx_var *var, uint64_t gen,
-                                  bool found, void *value)
-{
-    e->key = (uintptr_t)var | (found ? 0u : 1u);
-    e->gen = gen;
-    e->value = value;
-}
-
-/* The reset reserve. The reset that ends a CX_WITH block must not fail:
- * the block has no way to report it, and a failed reset leaves bound a
- * value whose scope ended. A reset allocates only when the map is shared
- * (a copy was taken since the set), at most one node per level plus the
- * nodes of one split: CX__RESERVE_BLOCKS node-sized blocks. Each thread
- * keeps that many for every open CX_WITH block (up to CX__WITH_COVERED
- * nested blocks), plus one set for a plain reset; sets that return a token
- * take them from the allocator, and only a reset may use them when the
- * allocator fails. CX_WITH runs its block only once the reserve covers it
- * (token.c). */
-#define CX__RESERVE_BLOCKS (CX__HAMT_MAX_DEPTH + 2)
-#define CX__RESERVE_BLOCK_BYTES CX__NODE_BYTES(32)
-#define CX__WITH_COVERED 8
-#define CX__RESERVE_MAX (CX__RESERVE_BLOCKS * (CX__WITH_COVERED + 1))
-
-typedef struct cx__tstate {
-    struct cx__fast fast; /* first: cx__fast_tls points here */
-    unsigned nreserve;
-    unsigned with_depth; /* CX_WITH blocks open in this thread */
-    bool reserve_armed;  /* a reset is under way: the reserve may be used */
-    void *reserve[CX__RESERVE_MAX]; /* owned blocks */
-    cx_context *cur;  /* borrowed from whoever entered it (run, thread
-                         trampoline), or == base */
-    cx_context *base; /* owned; created by the first set outside any run */
-} cx__tstate;
-
-/* This thread's state or NULL (never allocated by readers). The pointer
- * is cxvars.h's cx__fast_tls, pointing at the state's first member. The
- * shared library uses the initial-exec TLS model: the default
- * (global-dynamic) model adds a call to __tls_get_addr on every access. */
-static inline cx__tstate *cx__tstate_cur(void) { return (cx__tstate *)(void *)cx__fast_tls; }
-static inline void cx__tstate_set(cx__tstate *st) { cx__fast_tls = st != NULL ? &st->fast : NULL; }
-
-/* Creates and installs this thread's state; NULL on ENOMEM. Borrowed. */
-CX__HIDDEN cx__tstate *cx__tstate_create(void);
-/* This thread's state, created on first need; NULL on ENOMEM. Borrowed. */
-static inline cx__tstate *cx__tstate_get(void)
-{
-    cx__tstate *st = cx__tstate_cur();
-    return st != NULL ? st : cx__tstate_create();
-}
-/* A fresh state not yet bound to any thread (new, owned); NULL on ENOMEM. */
-CX__HIDDEN cx__tstate *cx__tstate_new(void);
-/* Makes st (consumed) this thread's state; returns it borrowed. */
-CX__HIDDEN cx__tstate *cx__tstate_install(cx__tstate *st);
-/* Frees a state (consumed) that no thread runs on any more: its reserve
- * and its base context. */
-CX__HIDDEN void cx__tstate_free(cx__tstate *st);
-/* Blocks the reserve should hold with `open` CX_WITH blocks open. */
-static inline unsigned cx__reserve_target(unsigned open)
-{
-    return CX__RESERVE_BLOCKS * (1 + (open < CX__WITH_COVERED ? open : CX__WITH_COVERED));
-}
-/* Tops st's reserve up to `target` blocks; a failed allocation just leaves
- * it short. */
-CX__HIDDEN void cx__reserve_fill(cx__tstate *st, unsigned target);
 /* The current context for a write, creating the base context; NULL on
  * ENOMEM. Borrowed. */
 CX__HIDDEN cx_context *cx__current_for_write(cx__tstate *st);
 
+/* The `entered` word. 0: nobody runs in the context. ENTERED: one thread
+ * has it current (it alone writes root). ZOMBIE: the last reference was
+ * dropped while it was entered (cx_context_run holds no count of its own):
+ * whoever leaves it tears it down. PARKED: a strand job waits for it to be
+ * left (strand.c); whoever leaves it hands the job back to its pool.
+ * ZOMBIE and PARKED are only ever set together with ENTERED, and leaving
+ * clears the word whole with one exchange. */
+enum { CX__CTX_ENTERED = 1u, CX__CTX_ZOMBIE = 2u, CX__CTX_PARKED = 4u };
+
 /* Atomically claims ctx->entered; false if already entered. */
 static inline bool cx__try_enter(cx_context *ctx)
 {
-    if (!ck_pr_cas_uint(&ctx->entered, 0, 1))
-        return false;
-    /* Pairs with the release in cx__switch_out of the previous runner:
-     * its changes to ctx->root are visible to us. */
+    bool won = ck_pr_cas_uint(&ctx->entered, 0, CX__CTX_ENTERED);
+    /* Pairs with the release in cx__leave of the previous runner: its
+     * changes to ctx->root are visible to us. Announced on a failed claim
+     * too: the loser read the word the last leaver wrote. The word itself
+     * is hidden from helgrind/DRD (context.c, track_word): its accesses
+     * are all atomic, and these announcements carry the ordering. */
     ck_pr_fence_acquire();
     CX__HAPPENS_AFTER(&ctx->entered);
-    return true;
+    return won;
 }
 
-/* Enter/leave for an already-claimed context (entered == 1 is owned by
- * the caller). switch_in returns the previous current context (borrowed). */
+/* Strands (pool/strand.c): the pool jobs cx_pool_submit_in queued into a
+ * context. The core calls back into them only from these points. */
+struct cx__strand;
+/* True when no job of the strand is queued, parked or running. */
+CX__HIDDEN bool cx__strand_idle(const struct cx__strand *s);
+/* Frees an idle strand (NULL: no-op); with its context. */
+CX__HIDDEN void cx__strand_free(struct cx__strand *s);
+/* ctx was left while its strand's next job was parked on it: hands that
+ * job back to its pool. */
+CX__HIDDEN void cx__strand_wake(cx_context *ctx);
+
+/* Slow part of cx__leave: the word held ZOMBIE or PARKED (old). */
+CX__HIDDEN void cx__leave_slow(cx_context *ctx, unsigned int old);
+
+/* Gives ctx up (the caller claimed it). After this the caller must not
+ * touch ctx unless it holds a reference. */
+static inline void cx__leave(cx_context *ctx)
+{
+    /* Publish our changes to ctx before another thread can enter it. */
+    CX__HAPPENS_BEFORE(&ctx->entered);
+    ck_pr_fence_release();
+    /* An exchange, not a store: a releaser or a parking strand job may
+     * have flagged the word meanwhile, and exactly one of us must see the
+     * other (cx_context_release, strand.c). */
+    unsigned int old = ck_pr_fas_uint(&ctx->entered, 0);
+    if (__builtin_expect(old != CX__CTX_ENTERED, 0))
+        cx__leave_slow(ctx, old);
+}
+
+/* Enter/leave for an already-claimed context (entered is owned by the
+ * caller). switch_in returns the previous current context (borrowed). */
 static inline cx_context *cx__switch_in(cx__tstate *st, cx_context *ctx)
 {
     cx_context *prev = st->cur;
@@ -153,11 +131,27 @@ static inline void cx__switch_out(cx__tstate *st, cx_context *ctx, cx_context *p
 {
     st->cur = prev;
     st->fast.gen++;
-    /* Publish our changes to ctx before another thread can enter it. */
-    CX__HAPPENS_BEFORE(&ctx->entered);
-    ck_pr_fence_release();
-    ck_pr_store_uint(&ctx->entered, 0);
+    cx__leave(ctx);
 }
+
+/* Leaves every context this thread entered with cx_context_enter above
+ * `keep` (NULL: all), innermost first, dropping the enters' references:
+ * for a run whose fn did not exit what it entered, and for thread end. */
+CX__HIDDEN void cx__exit_entered_above(cx__tstate *st, cx_context *keep);
+
+/* The state of a run in progress, for the cleanup that leaves it on every
+ * way out of fn (return, pthread_exit, cancellation, a C++ exception). */
+struct cx__run_frame {
+    cx__tstate *st;
+    cx_context *ctx;       /* claimed by the run */
+    cx_context *prev;      /* current before the run (borrowed) */
+    cx_context *enter_top; /* st->enter_top before the run */
+};
+CX__HIDDEN void cx__run_frame_leave(struct cx__run_frame *fr);
+/* cx_context_run for a context the caller has already claimed
+ * (cx__try_enter); it is left when this returns, however fn ends. */
+CX__HIDDEN void *cx__run_claimed(cx__tstate *st, cx_context *ctx, void *(*fn)(void *),
+                                 void *arg);
 
 /* A reference to ctx's current map, consistent even while the owner sets
  * (new reference, may be NULL for empty). */

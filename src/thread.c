@@ -13,16 +13,27 @@ struct start {
     void *arg;
 };
 
+/* On every way out of fn (return, pthread_exit, cancellation; the
+ * library is built with -fexceptions, so glibc's unwinding runs this):
+ * leave the context and drop the thread's reference, so a create_in
+ * context can be entered again and a copy's owned values are destroyed,
+ * in this thread. */
+static void trampoline_leave(struct cx__run_frame *fr)
+{
+    cx_context *ctx = fr->ctx;
+    cx__run_frame_leave(fr);
+    cx_context_release(ctx);
+    cx__tstate_end_here(); /* only if no key destructor will */
+}
+
 static void *trampoline(void *p)
 {
     struct start s = *(struct start *)p;
     cx__free(p);
     cx__tstate *st = cx__tstate_install(s.st);
-    cx_context *prev = cx__switch_in(st, s.ctx);
-    void *r = s.fn(s.arg);
-    cx__switch_out(st, s.ctx, prev);
-    cx_context_release(s.ctx);
-    return r;
+    struct cx__run_frame fr __attribute__((cleanup(trampoline_leave))) = {
+        .st = st, .ctx = s.ctx, .prev = cx__switch_in(st, s.ctx), .enter_top = NULL};
+    return s.fn(s.arg);
 }
 
 static int map_errno(int e)
@@ -46,8 +57,9 @@ static int spawn(pthread_t *t, const pthread_attr_t *attr, cx_context *ctx,
         rc = map_errno(e);
     }
     cx__free(s);
-    cx__free(st);
-    ck_pr_store_uint(&ctx->entered, 0);
+    if (st != NULL)
+        cx__tstate_free(st);
+    cx__leave(ctx);
     cx_context_release(ctx);
     return rc;
 }
@@ -59,7 +71,7 @@ int cx_thread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void 
     cx_context *ctx = cx__copy_context_private();
     if (ctx == NULL)
         return CX_ENOMEM;
-    ctx->entered = 1; /* a fresh copy nobody else has seen */
+    ctx->entered = CX__CTX_ENTERED; /* a fresh copy nobody else has seen */
     return spawn(t, attr, ctx, fn, arg);
 }
 

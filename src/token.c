@@ -160,14 +160,21 @@ void cx_token_release(cx_token *tok)
 
 /* The block runs only if the set succeeded and the reserve covers the
  * reset of every open CX_WITH block, this one included: otherwise the set
- * is undone (in place: nothing copied the map since, so no allocation)
- * and the block is skipped, as when the set itself fails. */
+ * is undone (in place: nothing copied the map since, so no allocation;
+ * the undo destroys an owned value) and the block is skipped with
+ * CX_ENOMEM. When the set itself fails, an owned value is destroyed here:
+ * CX_WITH always takes ownership. */
 struct cx__with cx__with_enter(cx_var *var, void *value)
 {
-    struct cx__with w = {.var = var, .tok = NULL, .once = 1};
+    struct cx__with w = {.var = var, .tok = NULL, .once = 1, .rc = 0};
     cx__tstate *st = cx__tstate_get();
-    if (st == NULL || cx_var_set(var, value, &w.tok) != 0)
-        return (struct cx__with){.var = var, .tok = NULL, .once = 0};
+    w.rc = var == NULL ? CX_EINVAL : st == NULL ? CX_ENOMEM : cx_var_set(var, value, &w.tok);
+    if (w.rc != 0) {
+        if (var != NULL && var->destroy != NULL)
+            var->destroy(value);
+        w.once = 0;
+        return w;
+    }
     unsigned target = cx__reserve_target(st->with_depth + 1);
     if (st->nreserve < target)
         cx__reserve_fill(st, target);
@@ -175,6 +182,8 @@ struct cx__with cx__with_enter(cx_var *var, void *value)
         (void)cx_var_reset(var, w.tok);
         cx_token_release(w.tok);
         w.tok = NULL;
+        w.once = 0;
+        w.rc = CX_ENOMEM;
         return w;
     }
     st->with_depth++;

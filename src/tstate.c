@@ -1,8 +1,11 @@
 /* tstate.c - per-thread state: the current context and the lookup cache.
  *
  * The state is reached through a thread-local pointer (fast, no call) and
- * also registered under a pthread key, whose destructor frees it and the
- * thread's base context when the thread exits: no leak per thread.
+ * also registered under a pthread key, whose destructor ends it when the
+ * thread exits: the contexts the thread still has entered are left, its
+ * base context released. The thread calling exit() (or returning from
+ * main) ends its state in a library destructor, so values only the main
+ * thread's context holds are destroyed too.
  */
 #include <string.h>
 
@@ -21,20 +24,54 @@ void cx__tstate_free(cx__tstate *st)
         cx__free(st->reserve[i]);
     cx__free(st);
     if (base != NULL) {
-        CX__HAPPENS_BEFORE(&base->entered);
-        ck_pr_fence_release();
-        ck_pr_store_uint(&base->entered, 0);
+        cx__leave(base);
         cx_context_release(base);
     }
 }
 
-static void tstate_destroy(void *p)
+/* Ends one state of this thread: leaves what it entered, releases its
+ * base context. st is consumed. Destroy callbacks running meanwhile see a
+ * thread without state; if they set variables, a new state appears. */
+static void end_one(cx__tstate *st)
 {
-    /* Destroy callbacks run while freeing see a thread without state; if
-     * they set variables, a new state is registered and this destructor
-     * runs again (POSIX repeats destructors for that case). */
+    cx__exit_entered_above(st, NULL);
     cx__tstate_set(NULL);
-    cx__tstate_free(p);
+    cx__tstate_free(st);
+}
+
+/* Ends this thread's state and every state that destroy callbacks create
+ * while it ends, however many rounds that takes (POSIX repeats key
+ * destructors only PTHREAD_DESTRUCTOR_ITERATIONS times: 4 on glibc). */
+static void end_thread(cx__tstate *st)
+{
+    while (st != NULL) {
+        end_one(st);
+        st = cx__tstate_cur();
+    }
+    /* A state created meanwhile registered itself under the key; it is
+     * gone now, and POSIX must not call the destructor with it again. */
+    if (tstate_key_err == 0)
+        (void)pthread_setspecific(tstate_key, NULL);
+}
+
+static void tstate_destroy(void *p) { end_thread(p); }
+
+void cx__tstate_end_here(void)
+{
+    cx__tstate *st = cx__tstate_cur();
+    if (st != NULL && !st->registered)
+        end_thread(st);
+}
+
+/* The thread that calls exit() (or returns from main) ends its state:
+ * values held by the main thread's context alone are destroyed, so their
+ * destroy callbacks (flush a log, close a span) run. Runs after the
+ * program's own atexit handlers. Other threads are left alone. */
+__attribute__((destructor)) static void process_end(void)
+{
+    cx__tstate *st = cx__tstate_cur();
+    if (st != NULL)
+        end_thread(st);
 }
 
 void cx__reserve_fill(cx__tstate *st, unsigned target)
@@ -81,14 +118,23 @@ cx__tstate *cx__tstate_new(void)
 cx__tstate *cx__tstate_create(void)
 {
     cx__tstate *st = cx__tstate_new();
-    return st == NULL ? NULL : cx__tstate_install(st);
+    if (st == NULL)
+        return NULL;
+    /* Registering under the key is what ends st at thread exit. glibc
+     * allocates the slots of keys past the first 32 here: on failure the
+     * state would leak at exit, so the caller gets CX_ENOMEM instead. */
+    if (pthread_setspecific(tstate_key, st) != 0) {
+        cx__tstate_free(st);
+        return NULL;
+    }
+    st->registered = true;
+    cx__tstate_set(st);
+    return st;
 }
 
 cx__tstate *cx__tstate_install(cx__tstate *st)
 {
-    /* Registering under the key is what frees st at thread exit. glibc
-     * cannot fail here (the key was created, its slot is preallocated). */
-    (void)pthread_setspecific(tstate_key, st);
+    st->registered = pthread_setspecific(tstate_key, st) == 0;
     cx__tstate_set(st);
     return st;
 }
@@ -103,7 +149,7 @@ cx_context *cx__current_for_write(cx__tstate *st)
         return NULL;
     /* Nobody else can reach a thread's base context; marking it entered
      * keeps the "one runner per context" invariant uniform. */
-    ctx->entered = 1;
+    ctx->entered = CX__CTX_ENTERED;
     ctx->private_ = true;
     st->base = ctx;
     st->cur = ctx;

@@ -1,0 +1,31 @@
+/* strand.h - jobs cx_pool_submit_in queues into one context run one at a
+ * time, in submit order (pool/strand.c). The pool's side of the contract. */
+#ifndef CX_POOL_STRAND_H
+#define CX_POOL_STRAND_H
+
+#include "future.h"
+
+/* ctx's strand, created on first use; NULL on ENOMEM. Borrowed: it lives
+ * as long as ctx (the caller holds a reference to ctx). */
+CX__HIDDEN struct cx__strand *cx__strand_of(cx_context *ctx);
+
+/* Puts f (a job holding a queue place and f->strand_ctx) into its strand:
+ * straight into its pool's queue if no job of the strand is active, else
+ * behind the last one. */
+CX__HIDDEN void cx__strand_enqueue(struct cx__strand *s, cx_future *f);
+
+/* Runs or discards the strand job f, which a worker of f's pool took off
+ * its queue or ready list (st: that worker's state; the pool's reference
+ * to f stays the caller's). If f's context is entered elsewhere, f is
+ * parked on it instead (the worker goes on with other jobs) and handed
+ * back when the context is left. cancel: the pool cancels pending jobs. */
+CX__HIDDEN void cx__strand_handle(cx__tstate *st, cx_future *f, bool cancel);
+
+/* Provided by pool.c for the strand: push a job that holds a queue place
+ * (waking a worker), and hand a parked job back to its pool. */
+CX__HIDDEN void cx__pool_push(cx_pool *p, cx_future *f);
+CX__HIDDEN void cx__pool_ready(cx_pool *p, cx_future *f);
+/* A parked job is on its way back (or was not parked after all). */
+CX__HIDDEN void cx__pool_parked(cx_pool *p, int delta);
+
+#endif

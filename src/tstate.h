@@ -1,0 +1,93 @@
+/* tstate.h - the per-thread state: current context, the contexts this
+ * thread entered with cx_context_enter, the lookup cache and the reset
+ * reserve. Its own header so that the pool reaches it through this narrow
+ * interface (create a state for a worker, install it, free it) and the map
+ * reaches only the reserve. */
+#ifndef CX_TSTATE_H
+#define CX_TSTATE_H
+
+#include "hamt.h"
+
+/* The lookup cache (struct cx__fast, laid out in cxvars.h so that the
+ * inline get can read it): one direct-mapped entry per slot. An entry is
+ * valid iff its gen equals the thread's gen; every set/reset/enter/exit in
+ * the thread bumps gen, which invalidates all entries at once. Values are
+ * borrowed from the current map. */
+typedef struct cx__cache_entry cx__cache_entry;
+
+static inline void cx__cache_fill(cx__cache_entry *e, const cx_var *var, uint64_t gen,
+                                  bool found, void *value)
+{
+    e->key = (uintptr_t)var | (found ? 0u : 1u);
+    e->gen = gen;
+    e->value = value;
+}
+
+/* The reset reserve. The reset that ends a CX_WITH block must not fail:
+ * the block has no way to report it, and a failed reset leaves bound a
+ * value whose scope ended. A reset allocates only when the map is shared
+ * (a copy was taken since the set), at most one node per level plus the
+ * nodes of one split: CX__RESERVE_BLOCKS node-sized blocks. Each thread
+ * keeps that many for every open CX_WITH block (up to CX__WITH_COVERED
+ * nested blocks), plus one set for a plain reset; sets that return a token
+ * take them from the allocator, and only a reset may use them when the
+ * allocator fails. CX_WITH runs its block only once the reserve covers it
+ * (token.c). */
+#define CX__RESERVE_BLOCKS (CX__HAMT_MAX_DEPTH + 2)
+#define CX__RESERVE_BLOCK_BYTES CX__NODE_BYTES(32)
+#define CX__WITH_COVERED 8
+#define CX__RESERVE_MAX (CX__RESERVE_BLOCKS * (CX__WITH_COVERED + 1))
+
+typedef struct cx__tstate {
+    struct cx__fast fast; /* first: cx__fast_tls points here */
+    unsigned nreserve;
+    unsigned with_depth; /* CX_WITH blocks open in this thread */
+    bool reserve_armed;  /* a reset is under way: the reserve may be used */
+    void *reserve[CX__RESERVE_MAX]; /* owned blocks */
+    cx_context *cur;  /* borrowed from whoever entered it (run, enter, the
+                         thread trampoline, a pool worker), or == base */
+    cx_context *base; /* owned; created by the first set outside any run */
+    bool registered;  /* registered under the key: its destructor ends the
+                         state at thread exit (else cx__tstate_end_here) */
+    cx_context *enter_top; /* innermost context entered by cx_context_enter
+                              (the enter's reference; each entered context
+                              links to the one below), or NULL */
+} cx__tstate;
+
+/* This thread's state or NULL (never allocated by readers). The pointer
+ * is cxvars.h's cx__fast_tls, pointing at the state's first member. The
+ * shared library uses the initial-exec TLS model: the default
+ * (global-dynamic) model adds a call to __tls_get_addr on every access. */
+static inline cx__tstate *cx__tstate_cur(void) { return (cx__tstate *)(void *)cx__fast_tls; }
+static inline void cx__tstate_set(cx__tstate *st) { cx__fast_tls = st != NULL ? &st->fast : NULL; }
+
+/* Creates and installs this thread's state; NULL on ENOMEM. Borrowed. */
+CX__HIDDEN cx__tstate *cx__tstate_create(void);
+/* This thread's state, created on first need; NULL on ENOMEM. Borrowed. */
+static inline cx__tstate *cx__tstate_get(void)
+{
+    cx__tstate *st = cx__tstate_cur();
+    return st != NULL ? st : cx__tstate_create();
+}
+/* A fresh state not yet bound to any thread (new, owned); NULL on ENOMEM. */
+CX__HIDDEN cx__tstate *cx__tstate_new(void);
+/* Makes st (consumed) this thread's state and registers it for the end of
+ * the thread; returns it borrowed. Cannot fail: if the registration does
+ * (glibc allocates the slots of keys past the first 32), st->registered is
+ * false and the thread's own trampoline ends it (cx__tstate_end_here). */
+CX__HIDDEN cx__tstate *cx__tstate_install(cx__tstate *st);
+/* Ends this thread's state now if no key destructor will: for the
+ * trampolines of threads the library starts. */
+CX__HIDDEN void cx__tstate_end_here(void);
+/* Frees a state (consumed) that no thread runs on any more: its reserve
+ * and its base context. */
+CX__HIDDEN void cx__tstate_free(cx__tstate *st);
+/* Blocks the reserve should hold with `open` CX_WITH blocks open. */
+static inline unsigned cx__reserve_target(unsigned open)
+{
+    return CX__RESERVE_BLOCKS * (1 + (open < CX__WITH_COVERED ? open : CX__WITH_COVERED));
+}
+/* Tops st's reserve up to `target` blocks; a failed allocation just leaves
+ * it short. */
+CX__HIDDEN void cx__reserve_fill(cx__tstate *st, unsigned target);
+#endif
