@@ -58,7 +58,7 @@ class error : public std::runtime_error {
 public:
     explicit error(int code) : std::runtime_error(cx_strerror(code)), code_(code) {}
     int code() const noexcept { return code_; }
-    /* Static string ("CX_EBUSY" style name of the code), never NULL. */
+    /* The code's name ("CX_EBUSY"): a static string, never NULL. */
     const char *name() const noexcept { return cx_err_name(code_); }
 
 private:
@@ -349,4 +349,5 @@ bound<std::decay_t<F>> bind(F &&fn)
 
 } // namespace cx
 
+#undef CX__HPP_FORCED_UNWIND
 #endif /* CXVARS_HPP */

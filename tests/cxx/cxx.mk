@@ -13,7 +13,7 @@
 # cx_context_run (SPEC 5.1); it runs in check-cxx only.
 
 CXX_TEST_COMPILERS ?= g++ clang++
-CXX_TEST_FLAGS := -std=c++17 -D_GNU_SOURCE -g $(OPT) -Wall -Wextra -Werror -Iinclude
+CXX_TEST_FLAGS := -std=c++17 -D_GNU_SOURCE -g -gdwarf-4 $(OPT) -Wall -Wextra -Werror -Iinclude
 CXX_TEST_DIR   := $(B)/tests/cxx
 CXX_TEST_NAMES := $(patsubst tests/cxx/%.cpp,%,$(wildcard tests/cxx/*.cpp))
 CXX_CHECK_BINS := $(foreach c,$(CXX_TEST_COMPILERS),$(addprefix $(CXX_TEST_DIR)/$(c)/,$(CXX_TEST_NAMES)))
