@@ -159,7 +159,7 @@ deps-check:
 # ---------------------------------------------------------------- install
 install: lib
 	install -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR)
-	install -m 644 include/cxvars.h include/cxpool.h $(DESTDIR)$(INCLUDEDIR)/
+	install -m 644 include/cxvars.h include/cxpool.h include/cxvars.hpp $(DESTDIR)$(INCLUDEDIR)/
 	install -m 644 $(STATIC_LIB) $(DESTDIR)$(LIBDIR)/
 	install -m 755 $(SHARED_REAL) $(DESTDIR)$(LIBDIR)/
 	ln -sf libcxvars.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SHARED_SONAME)
@@ -167,7 +167,7 @@ install: lib
 	install -m 644 $(PC_FILE) $(DESTDIR)$(PKGCONFIGDIR)/
 
 uninstall:
-	rm -f $(DESTDIR)$(INCLUDEDIR)/cxvars.h $(DESTDIR)$(INCLUDEDIR)/cxpool.h \
+	rm -f $(DESTDIR)$(INCLUDEDIR)/cxvars.h $(DESTDIR)$(INCLUDEDIR)/cxpool.h $(DESTDIR)$(INCLUDEDIR)/cxvars.hpp \
 	  $(DESTDIR)$(LIBDIR)/libcxvars.a $(DESTDIR)$(LIBDIR)/libcxvars.so.$(VERSION) \
 	  $(DESTDIR)$(LIBDIR)/$(SHARED_SONAME) $(DESTDIR)$(LIBDIR)/libcxvars.so \
 	  $(DESTDIR)$(PKGCONFIGDIR)/cxvars.pc
