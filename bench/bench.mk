@@ -26,7 +26,7 @@ BENCH_LDFLAGS := $(LDFLAGS_ALL) -L$(B) -Wl,-rpath,'$$ORIGIN/..'
 BENCH_DEPS    := sh tools/deps.sh libglib2.0-dev gnuplot-nox pkg-config
 # The pool benchmark needs a library that has the pool (it is decided once
 # the library is built: the sub-makes below see it).
-BENCH_HAVE_POOL := $(shell nm -D --defined-only $(SHARED_LIB) 2>/dev/null | grep -q ' cx_pool_new$$' && echo 1)
+BENCH_HAVE_POOL := $(shell nm -D --defined-only $(SHARED_LIB) 2>/dev/null | grep -Eq ' cx_pool_new(@.*)?$$' && echo 1)
 BENCH_PROGS   := $(BENCH_B)/bench_core $(if $(BENCH_HAVE_POOL),$(BENCH_B)/bench_pool) \
                  $(BENCH_B)/bench_mem
 BENCH_BINS    := $(BENCH_PROGS) $(BENCH_B)/bench_report

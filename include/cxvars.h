@@ -34,6 +34,26 @@ extern "C" {
 #define CX_EXTERN
 #endif
 
+/* ----------------------------------------------------------------- version */
+
+/* The release these headers belong to (the Makefile, cxvars.pc and the
+ * CMake package take their version from these three lines). Compare
+ * CX_VERSION_NUMBER in #if; cx_version() tells which library is loaded. */
+#define CX_VERSION_MAJOR 0
+#define CX_VERSION_MINOR 2
+#define CX_VERSION_PATCH 0
+#define CX_VERSION_NUMBER                                                     \
+    (CX_VERSION_MAJOR * 10000 + CX_VERSION_MINOR * 100 + CX_VERSION_PATCH)
+#define CX__STR2(x) #x
+#define CX__STR(x) CX__STR2(x)
+#define CX_VERSION_STRING                                                     \
+    CX__STR(CX_VERSION_MAJOR) "." CX__STR(CX_VERSION_MINOR) "." CX__STR(CX_VERSION_PATCH)
+
+/* The loaded library's version, "MAJOR.MINOR.PATCH": a static string
+ * (borrowed, never NULL, never freed). May differ from CX_VERSION_STRING
+ * when a program runs against another build of the same soname. */
+CX_EXTERN const char *cx_version(void);
+
 /* ------------------------------------------------------------------ errors */
 
 /* X-macro: name, value, message. cx_strerror() and cx_err_name() are

@@ -1,9 +1,15 @@
 #!/bin/sh
 # Installs the Debian packages cxvars needs that are missing; does nothing
 # (and needs no network) when all are present. Usage: tools/deps.sh [pkg...]
+# Run by make deps (and so by make test, check, bench, demo), never by a
+# plain make.
 set -eu
 pkgs="$*"
-[ -n "$pkgs" ] || pkgs="gcc g++ make pkg-config libck-dev libcmocka-dev valgrind clang libclang-rt-14-dev libglib2.0-dev gnuplot-nox"
+# The library alone needs gcc (or clang), make and libck-dev; the rest is
+# for the tests and checks (cmocka, valgrind, clang's sanitizers and
+# libFuzzer; cmake and man-db for check-install), the benchmarks (GLib,
+# gnuplot) and pkg-config for both.
+[ -n "$pkgs" ] || pkgs="gcc g++ make pkg-config libck-dev libcmocka-dev valgrind clang libclang-rt-14-dev libglib2.0-dev gnuplot-nox cmake man-db"
 missing=""
 for p in $pkgs; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
