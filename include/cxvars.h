@@ -234,7 +234,7 @@ struct cx__with {
     cx_var *var;
     cx_token *tok;
     int once;
-    int rc;
+    int status; /* the set's status (CX_WITH_RC's rc) */
 };
 CX_EXTERN struct cx__with cx__with_enter(cx_var *var, void *value);
 CX_EXTERN void cx__with_exit(struct cx__with *w);
@@ -246,7 +246,7 @@ CX_EXTERN void cx__with_exit(struct cx__with *w);
         for (; w.once; w.once = 0)
 #define CX__WITH_RC_N(var, value, rc, w)                                      \
     for (struct cx__with w = cx__with_enter((var), (value));                  \
-         ((rc) = w.rc, w.tok != NULL); cx__with_exit(&w))                     \
+         ((rc) = w.status, w.tok != NULL); cx__with_exit(&w))                     \
         for (; w.once; w.once = 0)
 #define CX_WITH(var, value) CX__WITH_N(var, value, CX__CAT(cx__w_, __COUNTER__))
 #define CX_WITH_RC(var, value, rc)                                            \

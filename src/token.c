@@ -166,10 +166,10 @@ void cx_token_release(cx_token *tok)
  * CX_WITH always takes ownership. */
 struct cx__with cx__with_enter(cx_var *var, void *value)
 {
-    struct cx__with w = {.var = var, .tok = NULL, .once = 1, .rc = 0};
+    struct cx__with w = {.var = var, .tok = NULL, .once = 1, .status = 0};
     cx__tstate *st = cx__tstate_get();
-    w.rc = var == NULL ? CX_EINVAL : st == NULL ? CX_ENOMEM : cx_var_set(var, value, &w.tok);
-    if (w.rc != 0) {
+    w.status = var == NULL ? CX_EINVAL : st == NULL ? CX_ENOMEM : cx_var_set(var, value, &w.tok);
+    if (w.status != 0) {
         if (var != NULL && var->destroy != NULL)
             var->destroy(value);
         w.once = 0;
@@ -183,7 +183,7 @@ struct cx__with cx__with_enter(cx_var *var, void *value)
         cx_token_release(w.tok);
         w.tok = NULL;
         w.once = 0;
-        w.rc = CX_ENOMEM;
+        w.status = CX_ENOMEM;
         return w;
     }
     st->with_depth++;
