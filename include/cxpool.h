@@ -63,9 +63,13 @@ CX_EXTERN int cx_pool_submit(cx_pool *p, void *(*fn)(void *), void *arg,
 CX_EXTERN int cx_pool_try_submit(cx_pool *p, void *(*fn)(void *), void *arg,
                                  cx_future **fut);
 /* Runs fn(arg) in ctx itself (the pool keeps its own reference until the
- * job has run), so its writes are visible in ctx afterwards; if ctx is
- * entered elsewhere when the job starts, fn is not called and the future
- * completes with CX_EBUSY. ctx == NULL: a fresh empty context. */
+ * job has run), so its writes are visible in ctx afterwards. Jobs into one
+ * ctx form a strand: they run one at a time, in submit order, each seeing
+ * the previous one's writes, never failing with CX_EBUSY because of each
+ * other (jobs from several pools into one ctx too). If ctx is entered
+ * outside the pool (cx_context_enter, a run, a thread) when a job's turn
+ * comes, the job waits, without holding a worker, until ctx is left; a
+ * draining pool waits for it. ctx == NULL: a fresh empty context. */
 CX_EXTERN int cx_pool_submit_in(cx_pool *p, cx_context *ctx,
                                 void *(*fn)(void *), void *arg, cx_future **fut);
 /* Refuses new jobs (CX_ESHUTDOWN), waits for running jobs and, unless
@@ -82,8 +86,7 @@ CX_EXTERN void cx_pool_free(cx_pool *p);
  * passed (NULL: forever): 0, CX_ETIMEDOUT, or CX_EINVAL for a bad timespec. */
 CX_EXTERN int cx_future_wait(cx_future *f, const struct timespec *deadline);
 /* Waits, then 0 and the job's return value in *result (if not NULL), or
- * the job's status: CX_EBUSY (submit_in context was entered elsewhere),
- * CX_ECANCELED. When a future completes, the pool has already released the
+ * the job's status: CX_ECANCELED. When a future completes, the pool has already released the
  * job's context, so its destroy callbacks have run. */
 CX_EXTERN int cx_future_result(cx_future *f, void **result);
 /* 0 if the job will never run (also if already cancelled): its context is

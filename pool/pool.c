@@ -192,8 +192,9 @@ static __thread cx_pool *self_pool __attribute__((tls_model("initial-exec")));
 static void handle(cx_pool *p, cx_future *f)
 {
     if (f->strand_ctx != NULL) {
-        cx__strand_handle(cx__tstate_cur(), f,
-                          (ck_pr_load_uint(&p->flags) & CX__P_CANCEL) != 0);
+        if (cx__strand_handle(cx__tstate_cur(), f,
+                              (ck_pr_load_uint(&p->flags) & CX__P_CANCEL) != 0))
+            return; /* parked: our reference went with it */
     } else if (ck_pr_load_uint(&p->flags) & CX__P_CANCEL) {
         (void)cx__future_cancel_queued(f, true);
     } else if (cx__future_claim(f)) {

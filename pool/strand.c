@@ -164,7 +164,7 @@ static void drop_strand_ref(cx_future *f)
     cx_context_release(ctx);
 }
 
-void cx__strand_handle(cx__tstate *st, cx_future *f, bool cancel)
+bool cx__strand_handle(cx__tstate *st, cx_future *f, bool cancel)
 {
     cx_context *ctx = f->strand_ctx;
     struct cx__strand *s = ctx->strand;
@@ -174,15 +174,15 @@ void cx__strand_handle(cx__tstate *st, cx_future *f, bool cancel)
         /* Cancelled: it never runs; its canceller released f->ctx. */
         hand_on(s);
         drop_strand_ref(f);
-        return;
+        return false;
     }
     if (!enter_or_park(s, ctx, f))
-        return; /* handed back to the pool when ctx is left */
+        return true; /* handed back to the pool when ctx is left */
     if (!cx__future_claim(f)) {
         cx__leave(ctx); /* cancelled meanwhile */
         hand_on(s);
         drop_strand_ref(f);
-        return;
+        return false;
     }
     void *result = cx__run_claimed(st, ctx, f->fn, f->arg);
     hand_on(s);
@@ -190,4 +190,5 @@ void cx__strand_handle(cx__tstate *st, cx_future *f, bool cancel)
     cx_context_release(f->ctx);
     f->ctx = NULL;
     cx__future_finish(f, 0, result);
+    return false;
 }

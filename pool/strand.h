@@ -15,11 +15,13 @@ CX__HIDDEN struct cx__strand *cx__strand_of(cx_context *ctx);
 CX__HIDDEN void cx__strand_enqueue(struct cx__strand *s, cx_future *f);
 
 /* Runs or discards the strand job f, which a worker of f's pool took off
- * its queue or ready list (st: that worker's state; the pool's reference
- * to f stays the caller's). If f's context is entered elsewhere, f is
- * parked on it instead (the worker goes on with other jobs) and handed
- * back when the context is left. cancel: the pool cancels pending jobs. */
-CX__HIDDEN void cx__strand_handle(cx__tstate *st, cx_future *f, bool cancel);
+ * its queue or ready list (st: that worker's state). If f's context is
+ * entered elsewhere, f is parked on it instead (the worker goes on with
+ * other jobs) and handed back when the context is left: then the pool's
+ * reference to f goes with it and this returns true. Otherwise (false) the
+ * pool's reference stays the caller's. cancel: the pool cancels pending
+ * jobs. */
+CX__HIDDEN bool cx__strand_handle(cx__tstate *st, cx_future *f, bool cancel);
 
 /* Provided by pool.c for the strand: push a job that holds a queue place
  * (waking a worker), and hand a parked job back to its pool. */
