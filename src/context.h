@@ -147,7 +147,16 @@ struct cx__run_frame {
     cx_context *prev;      /* current before the run (borrowed) */
     cx_context *enter_top; /* st->enter_top before the run */
 };
-CX__HIDDEN void cx__run_frame_leave(struct cx__run_frame *fr);
+/* Runs on every way out of a run's frame: return, and the unwinding of
+ * pthread_exit, cancellation and C++ exceptions (the library is built
+ * with -fexceptions, so the cleanup attribute that names this is honoured
+ * by all three). Contexts fn entered and did not exit are left first. */
+static inline __attribute__((always_inline)) void cx__run_frame_leave(struct cx__run_frame *fr)
+{
+    if (__builtin_expect(fr->st->enter_top != fr->enter_top, 0))
+        cx__exit_entered_above(fr->st, fr->enter_top);
+    cx__switch_out(fr->st, fr->ctx, fr->prev);
+}
 /* cx_context_run for a context the caller has already claimed
  * (cx__try_enter); it is left when this returns, however fn ends. */
 CX__HIDDEN void *cx__run_claimed(cx__tstate *st, cx_context *ctx, void *(*fn)(void *),
