@@ -396,6 +396,13 @@ bool cx__future_listen(cx_future *f, struct cx__listener *l)
     f->listeners = l;
     l->linked = true;
     pthread_mutex_unlock(&f->mu);
+    /* The caller may hold no reference of its own (a group's go works
+     * with the group's, which another thread may drop as soon as the
+     * listener has fired). The unlock above is over before that, but
+     * helgrind and DRD order only what precedes an unlock with the next
+     * lock: tell them the whole unlock precedes the last reference's
+     * destruction (refcount.h announces that on &f->ref). */
+    CX__HAPPENS_BEFORE(&f->ref);
     return true;
 }
 

@@ -26,6 +26,12 @@
  * before it sleeps, and a go wakes such a waiter so that it can take
  * nested jobs too.
  *
+ * Lifetime: the group is refcounted: the owner's reference, and one per
+ * pending job, dropped by its listener after its last unlock of g->mu.
+ * So whoever drops the last one (the releaser, or the listener of the
+ * last job) frees the group, and every unlock of g->mu is ordered before
+ * the destruction through the count (refcount.h), race detectors included.
+ *
  * Locks: g->mu guards pending, the errors, the lists and nwait; nothing
  * else is called while it is held (jobs run, futures complete and scopes
  * are cancelled outside it). The scope's wake-up (wake_group) takes g->mu
@@ -46,6 +52,7 @@ struct gjob {
 };
 
 struct cx_group {
+    cx__ref ref;        /* the owner's, one per pending job */
     cx_pool *pool;      /* borrowed: must outlive the group */
     cx_scope *scope;    /* owned */
     pthread_mutex_t mu;
@@ -58,6 +65,17 @@ struct cx_group {
 };
 
 /* ---------------------------------------------------------------- jobs */
+
+/* Drops a reference; the last one frees g (no job pending, released). */
+static void group_unref(cx_group *g)
+{
+    if (!cx__ref_dec(&g->ref))
+        return;
+    pthread_cond_destroy(&g->cv);
+    pthread_mutex_destroy(&g->mu);
+    cx_scope_release(g->scope);
+    cx__free(g);
+}
 
 /* Keeps the first fn error and cancels the group at once. */
 static void fail(cx_group *g, int rc)
@@ -101,8 +119,8 @@ static void gjob_done(struct cx__listener *l, cx_future *f)
     g->pending--;
     if (g->nwait != 0)
         pthread_cond_broadcast(&g->cv);
-    /* Last touch of g: a releaser may free it as soon as we unlock. */
     pthread_mutex_unlock(&g->mu);
+    group_unref(g); /* the job's: g may be gone from here on */
 }
 
 /* Frees the records of ended jobs and drops their futures. */
@@ -154,6 +172,7 @@ int cx_group_new(cx_group **out, cx_pool *pool)
     if (g == NULL)
         return CX_ENOMEM;
     memset(g, 0, sizeof(*g));
+    cx__ref_init(&g->ref);
     g->pool = pool;
     if (pthread_mutex_init(&g->mu, NULL) != 0) {
         cx__free(g);
@@ -224,6 +243,7 @@ int cx_group_go(cx_group *g, int (*fn)(void *), void *arg)
     j->f = NULL;
     j->l.fire = gjob_done;
     j->l.deferred = true;
+    cx__ref_inc(&g->ref); /* the job's, dropped by its listener */
     pthread_mutex_lock(&g->mu);
     g->pending++; /* before the job can run (and go again) */
     pthread_mutex_unlock(&g->mu);
@@ -241,6 +261,7 @@ int cx_group_go(cx_group *g, int (*fn)(void *), void *arg)
             pthread_cond_broadcast(&g->cv);
         pthread_mutex_unlock(&g->mu);
         cx__free(j);
+        group_unref(g); /* never the last: the caller holds the owner's */
         return a.rc;
     }
     /* Linked once j->f is set; its listener (below) unlinks it. */
@@ -340,8 +361,5 @@ void cx_group_release(cx_group *g)
     }
     pthread_mutex_unlock(&g->mu);
     reap(g);
-    pthread_cond_destroy(&g->cv);
-    pthread_mutex_destroy(&g->mu);
-    cx_scope_release(g->scope);
-    cx__free(g);
+    group_unref(g); /* the owner's; the last job's listener may hold one */
 }
