@@ -21,13 +21,12 @@
  *   In a job    cx_pool_shutdown of the job's own pool returns CX_EBUSY
  *               (it would wait for itself); cx_pool_free of it is ignored
  *               (a caller bug: the pool leaks rather than deadlocks).
- *   Waiting     A job may wait on another job's future (of this pool or
- *               another) only if a worker remains free to run it: with n
- *               workers, if all n wait on jobs still queued behind them,
- *               the pool deadlocks (nothing steals or inlines work). The
- *               same holds for a job blocking in cx_pool_submit on its
- *               own full pool: use cx_pool_try_submit inside jobs, or give
- *               the waiting jobs their own pool.
+ *   Waiting     A job waiting on work of its own pool still queued runs
+ *               it inline (future.h, "No self-deadlock"), so waits
+ *               inside jobs cannot exhaust the workers; except on
+ *               submit_in jobs with a given context (not run inline),
+ *               and a job blocking in cx_pool_submit on its own full
+ *               pool: use cx_pool_try_submit inside jobs.
  *   Signals     Workers start with every signal blocked: process-directed
  *               signals are delivered to the application's threads.
  *

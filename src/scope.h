@@ -78,7 +78,17 @@ static inline cx_scope *cx__scope_current(void)
 {
     if (__builtin_expect(ck_pr_load_uint(&cx__scopes_used) == 0, 1))
         return NULL;
-    return cx_var_get_or(&cx__scope_var_obj.v, NULL);
+    /* The lookup cache answers both ways inline: a binding, and "no
+     * binding" (key with bit 0 set; cxvars.h's inline get leaves that case
+     * to a call, and "no scope" is the common case here). */
+    const cx_var *var = &cx__scope_var_obj.v;
+    const struct cx__fast *f = cx__fast_tls;
+    if (f != NULL) {
+        const struct cx__cache_entry *e = &f->cache[cx__slot(var)];
+        if (e->gen == f->gen && (e->key & ~(uintptr_t)1) == (uintptr_t)var)
+            return (e->key & 1) ? NULL : e->value;
+    }
+    return (cx_var_get_or)(var, NULL);
 }
 
 /* The scope bound in ctx (a new reference), or NULL. Safe while another
