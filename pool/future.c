@@ -114,7 +114,7 @@ static void drop_scope(cx_future *f)
 }
 
 /* Detaches f's listeners (the caller holds mu, or is alone: fork child),
- * calls the plain ones now (wake is false only in a fork child, where no
+ * calls the plain ones now (unless wake is false: a fork child, where no
  * sleeper exists) and returns the deferred ones in registration order. */
 static struct cx__listener *detach_listeners(cx_future *f, bool wake)
 {
@@ -157,9 +157,11 @@ static void publish(cx_future *f, unsigned int final, bool wake)
     if (!f->sync)
         return;
     if (!wake) {
-        /* Fork child, a parent's future: alone, and its mutex may be held
-         * forever. Deferred listeners (on_done) still run once. */
-        fire_deferred(f, detach_listeners(f, false));
+        /* Fork child, a parent's future: its mutex, and a group's that a
+         * listener would lock, may be held forever by a thread that is
+         * gone. Listeners are dropped uncalled (an on_done record is then
+         * lost with the rest of the parent's pool in the child). */
+        (void)detach_listeners(f, false);
         return;
     }
     /* The exchange above is a locked operation: the load below cannot be

@@ -433,6 +433,109 @@ static void many_groups_with_nested_jobs_end_exactly(void **state)
     cx_pool_free(p);
 }
 
+/* ------------------------------------------------------ out of memory */
+
+static unsigned long alloc_count, alloc_fail_at, alloc_live;
+static void *failing_malloc(size_t n)
+{
+    unsigned long k = __atomic_add_fetch(&alloc_count, 1, __ATOMIC_SEQ_CST);
+    if (k == alloc_fail_at)
+        return NULL;
+    void *ptr = malloc(n);
+    if (ptr != NULL)
+        __atomic_add_fetch(&alloc_live, 1, __ATOMIC_SEQ_CST);
+    return ptr;
+}
+static void counting_free(void *ptr)
+{
+    if (ptr != NULL)
+        __atomic_sub_fetch(&alloc_live, 1, __ATOMIC_SEQ_CST);
+    free(ptr);
+}
+
+static void on_done_count(cx_future *f, void *arg)
+{
+    (void)f;
+    __atomic_add_fetch((int *)arg, 1, __ATOMIC_SEQ_CST);
+}
+
+/* The scope and group API with allocation number fail_at failing: each
+ * call that fails says CX_ENOMEM and changes nothing (it is retried).
+ * Returns whether a failure was injected. */
+static bool oom_run(unsigned long fail_at)
+{
+    alloc_count = 0;
+    alloc_fail_at = fail_at;
+    int failures = 0, rc, ran = 0, done = 0;
+    cx_pool *p = NULL;
+    cx_pool_opts o = {.threads = 2, .queue_size = 16};
+    while ((rc = cx_pool_new(&p, &o)) == CX_ENOMEM)
+        failures++;
+    assert_int_equal(rc, 0);
+    struct timespec d = ms_from_now(LONG_MS);
+    cx_scope *s = NULL;
+    while ((rc = cx_scope_new(&s, &d)) == CX_ENOMEM)
+        failures++;
+    assert_int_equal(rc, 0);
+    cx_group *g = NULL;
+    while ((rc = cx_group_new(&g, p)) == CX_ENOMEM)
+        failures++;
+    assert_int_equal(rc, 0);
+    for (int i = 0; i < 3; i++) {
+        while ((rc = cx_group_go(g, count_fn, &ran)) == CX_ENOMEM)
+            failures++;
+        assert_int_equal(rc, 0);
+    }
+    assert_int_equal(cx_group_wait(g, NULL), 0);
+    assert_int_equal(ran, 3);
+    cx_group_release(g);
+
+    /* on_done and a wait_any of more than 8 (listeners on the heap). */
+    struct gate gt;
+    gate_init(&gt);
+    cx_future *gf = NULL;
+    while ((rc = cx_pool_submit(p, gate_job, &gt, &gf)) == CX_ENOMEM)
+        failures++;
+    assert_int_equal(rc, 0);
+    while ((rc = cx_future_on_done(gf, on_done_count, &done)) == CX_ENOMEM)
+        failures++;
+    assert_int_equal(rc, 0);
+    cx_future *many[9];
+    for (int i = 0; i < 9; i++)
+        many[i] = gf;
+    size_t idx;
+    struct timespec soon = ms_from_now(1);
+    while ((rc = cx_future_wait_any(many, 9, &soon, &idx)) == CX_ENOMEM)
+        failures++;
+    assert_true(rc == CX_ETIMEDOUT || rc == 0);
+    gate_open(&gt);
+    assert_int_equal(cx_future_wait(gf, NULL), 0);
+    cx_pool_free(p); /* the on_done callback has run by now */
+    assert_int_equal(done, 1);
+    cx_future_release(gf);
+    gate_destroy(&gt);
+    cx_scope_release(s);
+    assert_int_equal(alloc_live, 0);
+    return failures > 0;
+}
+
+static void every_allocation_failure_is_enomem_and_leaks_nothing(void **state)
+{
+    (void)state;
+    cx_allocator a = {.malloc = failing_malloc, .free = counting_free};
+    /* The main thread's state exists already: only the calls' own
+     * allocations are counted. */
+    cx_var *v = mkvar("warm", NULL);
+    CX_WITH(v, TAG(1)) { assert_int_equal(cx_check(), 0); }
+    assert_int_equal(cx_set_allocator(&a), 0);
+    unsigned long n = 1;
+    while (oom_run(n))
+        n++;
+    assert_true(n > 8);
+    assert_int_equal(cx_set_allocator(NULL), 0);
+    cx_var_release(v);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -449,6 +552,8 @@ int main(void)
             group_wait_in_a_job_of_a_one_worker_pool_runs_queued_work_inline,
             base_context_is_empty),
         cmocka_unit_test_teardown(many_groups_with_nested_jobs_end_exactly, base_context_is_empty),
+        cmocka_unit_test_teardown(every_allocation_failure_is_enomem_and_leaks_nothing,
+                                  base_context_is_empty),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
