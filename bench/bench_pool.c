@@ -14,6 +14,9 @@
  *   pool_job_ns             cx_pool_submit from a context holding 1
  *                           variable (the job does not read it)
  *   pool_job_noprop_ns      cx_pool_submit_in(NULL): a fresh empty context
+ *   pool_job_scope_ns       as pool_job_ns, submitted inside CX_WITH_SCOPE
+ *                           of a scope that is never cancelled and has no
+ *                           deadline (SPEC 5.5: <= 1.05 x pool_job_ns)
  *   gthreadpool_job_ns      GThreadPool (2 exclusive threads)
  *   manual_keys_job_ns@K    what C users write today, with GThreadPool as
  *                           the carrier: at submit the job struct is
@@ -103,12 +106,11 @@ struct submit_args {
     bool prop;
     void *(*fn)(void *);
     double result;
+    cx_scope *scope; /* if not NULL: the loop runs in CX_WITH_SCOPE(scope) */
 };
 
-/* Runs in the submitter's context (entered by cx_context_run). */
-static void *submit_loop(void *arg)
+static void submit_timed(struct submit_args *a)
 {
-    struct submit_args *a = arg;
     unsigned long n = a->n;
     int rc = 0;
     counter_arm(&cnt, n);
@@ -122,15 +124,40 @@ static void *submit_loop(void *arg)
     counter_wait(&cnt);
     a->result = (double)(bench_now_ns() - t0) / (double)n;
     BENCH_CHECK(rc == 0);
+}
+
+/* Runs in the submitter's context (entered by cx_context_run). */
+static void *submit_loop(void *arg)
+{
+    struct submit_args *a = arg;
+    if (a->scope != NULL) {
+        bool ran = false;
+        CX_WITH_SCOPE(a->scope)
+        {
+            submit_timed(a);
+            ran = true;
+        }
+        BENCH_CHECK(ran);
+    } else {
+        submit_timed(a);
+    }
     return NULL;
+}
+
+static double run_cxpool_in(cx_context *ctx, bool prop, void *(*fn)(void *), unsigned long n,
+                            cx_scope *scope)
+{
+    struct submit_args a = {n, prop, fn, 0, scope};
+    BENCH_CHECK(cx_context_run(ctx, submit_loop, &a, NULL) == 0);
+    return a.result;
 }
 
 static double run_cxpool(cx_context *ctx, bool prop, void *(*fn)(void *), unsigned long n)
 {
-    struct submit_args a = {n, prop, fn, 0};
-    BENCH_CHECK(cx_context_run(ctx, submit_loop, &a, NULL) == 0);
-    return a.result;
+    return run_cxpool_in(ctx, prop, fn, n, NULL);
 }
+
+static cx_scope *bench_scope; /* never cancelled, no deadline */
 
 /* ------------------------------------------------------------ GLib */
 
@@ -208,7 +235,7 @@ static double run_manual(unsigned k, unsigned long n)
 
 /* ------------------------------------------------------------ driver */
 
-enum kind { F_POOL, F_NOPROP, F_GLIB, F_MANUAL, F_VARS };
+enum kind { F_POOL, F_NOPROP, F_GLIB, F_MANUAL, F_VARS, F_SCOPE };
 
 typedef struct fig {
     char name[48];
@@ -227,6 +254,8 @@ static double sample(const fig *f, unsigned long n)
         return run_cxpool(ctx_k[0], true, job_trivial, n);
     case F_NOPROP:
         return run_cxpool(ctx_k[0], false, job_trivial, n);
+    case F_SCOPE:
+        return run_cxpool_in(ctx_k[0], true, job_trivial, n, bench_scope);
     case F_GLIB:
         return run_gthreadpool(n);
     case F_MANUAL:
@@ -275,6 +304,7 @@ int main(void)
         BENCH_CHECK(ctx_k[k] != NULL);
         BENCH_CHECK(cx_context_run(ctx_k[k], fill, (void *)&kK[k], NULL) == 0);
     }
+    BENCH_CHECK(cx_scope_new(&bench_scope, NULL) == 0);
     GError *err = NULL;
     gpool = g_thread_pool_new(gjob_trivial, NULL, WORKERS, TRUE, &err);
     BENCH_CHECK(gpool != NULL);
@@ -284,6 +314,7 @@ int main(void)
     char nm[48];
     add(F_POOL, 0, "pool_job_ns");
     add(F_NOPROP, 0, "pool_job_noprop_ns");
+    add(F_SCOPE, 0, "pool_job_scope_ns");
     add(F_GLIB, 0, "gthreadpool_job_ns");
     for (unsigned k = 0; k < NK; k++) {
         snprintf(nm, sizeof(nm), "manual_keys_job_ns@%u", kK[k]);
@@ -335,6 +366,7 @@ int main(void)
     g_thread_pool_free(gpool, FALSE, TRUE);
     g_thread_pool_free(gpool_manual, FALSE, TRUE);
     cx_pool_free(pool);
+    cx_scope_release(bench_scope);
     for (unsigned k = 0; k < NK; k++)
         cx_context_release(ctx_k[k]);
     for (unsigned i = 0; i < MAX_K; i++)

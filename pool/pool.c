@@ -21,13 +21,12 @@
  *   In a job    cx_pool_shutdown of the job's own pool returns CX_EBUSY
  *               (it would wait for itself); cx_pool_free of it is ignored
  *               (a caller bug: the pool leaks rather than deadlocks).
- *   Waiting     A job may wait on another job's future (of this pool or
- *               another) only if a worker remains free to run it: with n
- *               workers, if all n wait on jobs still queued behind them,
- *               the pool deadlocks (nothing steals or inlines work). The
- *               same holds for a job blocking in cx_pool_submit on its
- *               own full pool: use cx_pool_try_submit inside jobs, or give
- *               the waiting jobs their own pool.
+ *   Waiting     A job waiting on work of its own pool still queued runs
+ *               it inline (future.h, "No self-deadlock"), so waits
+ *               inside jobs cannot exhaust the workers; except on
+ *               submit_in jobs with a given context (not run inline),
+ *               and a job blocking in cx_pool_submit on its own full
+ *               pool: use cx_pool_try_submit inside jobs.
  *   Signals     Workers start with every signal blocked: process-directed
  *               signals are delivered to the application's threads.
  *
@@ -185,6 +184,64 @@ struct cx_pool {
 /* The pool whose job this thread is running (NULL outside workers). */
 static __thread cx_pool *self_pool __attribute__((tls_model("initial-exec")));
 
+/* ------------------------------------------------ SPEC 5.3 (scopes) hooks */
+
+cx_pool *cx__pool_self(void) { return self_pool; }
+
+/* Drain keeps nested work: a closed pool refuses a submit, except one
+ * made by a job of its own while it drains (not when cancelling). Such a
+ * submitter is a worker in the middle of a job, so it has not left, and
+ * it takes the job off the queue itself if every other worker has: the
+ * "cannot lose a job" argument below holds as for any submit. */
+static bool refuses(cx_pool *p)
+{
+    unsigned int fl = ck_pr_load_uint(&p->flags);
+    return (fl & CX__P_CLOSED) && (self_pool != p || (fl & CX__P_CANCEL));
+}
+
+/* A scope cancel's wake-up of the submitters blocked on a full queue
+ * (each looks at its own scope and sleeps again if it is not its). */
+static void wake_space(void *arg) { cx__ec_bump(&((cx_pool *)arg)->space); }
+
+/* The blocking part of submit: waits for a place, announced in `blocked`
+ * (locked) before each retry: a worker that gives a place back before the
+ * announcement is seen by the retry, one that gives it back after sees
+ * `blocked` and bumps `space` after our read of the count, so the wait
+ * returns. Returns early with the caller's scope: CX_ECANCELED, or
+ * CX_ETIMEDOUT at its deadline. 0 with a place reserved, or a CX_E*. */
+static int wait_for_place(cx_pool *p)
+{
+    struct cx__scope_waiter sw;
+    struct timespec buf;
+    const struct timespec *until;
+    int rc = cx__scope_wait_begin(&sw, wake_space, p, NULL, &buf, &until);
+    if (rc != 0)
+        return rc;
+    ck_pr_inc_uint(&p->blocked);
+    for (;;) {
+        ck_pr_fence_atomic_load();
+        uint32_t seen = cx__ec_value(&p->space);
+        if (refuses(p)) {
+            rc = CX_ESHUTDOWN;
+            break;
+        }
+        if (cx__queue_reserve(&p->q))
+            break;
+        /* The canceller stores the flag before it bumps `space`. */
+        if (sw.scope != NULL && cx__scope_cancelled(sw.scope)) {
+            rc = CX_ECANCELED;
+            break;
+        }
+        if (!cx__ec_wait_until(&p->space, seen, until)) {
+            rc = CX_ETIMEDOUT;
+            break;
+        }
+    }
+    ck_pr_dec_uint(&p->blocked);
+    cx__scope_wait_end(&sw);
+    return rc;
+}
+
 /* ---------------------------------------------------------------- workers */
 
 /* Runs or discards one job taken off the queue; consumes the pool's
@@ -198,11 +255,9 @@ static void handle(cx_pool *p, cx_future *f)
     } else if (ck_pr_load_uint(&p->flags) & CX__P_CANCEL) {
         (void)cx__future_cancel_queued(f, true);
     } else if (cx__future_claim(f)) {
-        void *result = NULL;
-        int rc = cx_context_run(f->ctx, f->fn, f->arg, &result);
-        cx_context_release(f->ctx);
-        f->ctx = NULL;
-        cx__future_finish(f, rc, result);
+        /* Skipped without running if its scope is cancelled or expired
+         * (future.c); claimed already by an inline run: dropped. */
+        cx__future_run_claimed(f);
     }
     cx__future_unref(f);
 }
@@ -489,34 +544,20 @@ static int submit(cx_pool *p, enum cx__job_ctx kind, cx_context *ctx, void *(*fn
             rc = CX_EAGAIN;
             goto fail;
         }
-        /* Announce the wait (locked), then retry: a worker that gives a
-         * place back before the announcement is seen by the retry, one
-         * that gives it back after sees `blocked` and bumps `space` after
-         * our read of the count, so the wait returns. */
-        ck_pr_inc_uint(&p->blocked);
-        for (;;) {
-            ck_pr_fence_atomic_load();
-            uint32_t seen = cx__ec_value(&p->space);
-            if (ck_pr_load_uint(&p->flags) & CX__P_CLOSED) {
-                ck_pr_dec_uint(&p->blocked);
-                rc = CX_ESHUTDOWN;
-                goto fail;
-            }
-            if (cx__queue_reserve(&p->q))
-                break;
-            cx__ec_wait(&p->space, seen);
-        }
-        ck_pr_dec_uint(&p->blocked);
+        rc = wait_for_place(p);
+        if (rc != 0)
+            goto fail;
     }
     /* Ordered after the reservation (both locked): see "Why it cannot
      * lose a job" above. */
     ck_pr_fence_atomic_load();
-    if (ck_pr_load_uint(&p->flags) & CX__P_CLOSED) {
+    if (refuses(p)) {
         (void)cx__queue_unreserve(&p->q);
         wake_all(p);
         rc = CX_ESHUTDOWN;
         goto fail;
     }
+    f->pool = p; /* lets a waiting worker of p run it inline */
     if (fut != NULL)
         *fut = f; /* before the push: afterwards f may complete any time */
     if (strand != NULL)
@@ -591,7 +632,7 @@ static int check(cx_pool *p, void *(*fn)(void *))
         return CX_EINVAL;
     if (cx__forkgen_stale(p->gen))
         return CX_EFORK;
-    if (ck_pr_load_uint(&p->flags) & CX__P_CLOSED)
+    if (refuses(p))
         return CX_ESHUTDOWN;
     return 0;
 }

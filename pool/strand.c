@@ -26,6 +26,7 @@
  * strand on: the strand (which lives in the context) outlives every use.
  */
 #include "strand.h"
+#include "scope.h"
 
 struct cx__strand {
     pthread_mutex_t mu;    /* guards head, tail, active */
@@ -184,11 +185,16 @@ bool cx__strand_handle(cx__tstate *st, cx_future *f, bool cancel)
         drop_strand_ref(f);
         return false;
     }
-    void *result = cx__run_claimed(st, ctx, f->fn, f->arg);
+    /* A job whose scope was cancelled or expired before its turn does not
+     * run (its scope is alive: f->ctx still holds it). */
+    int rc = f->scope != NULL ? cx__scope_check(f->scope) : 0;
+    void *result = NULL;
+    if (rc == 0)
+        result = cx__run_claimed(st, ctx, f->fn, f->arg);
+    else
+        cx__leave(ctx);
     hand_on(s);
     drop_strand_ref(f);
-    cx_context_release(f->ctx);
-    f->ctx = NULL;
-    cx__future_finish(f, 0, result);
+    cx__future_end(f, rc, result);
     return false;
 }
