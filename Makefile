@@ -44,6 +44,10 @@ LIB_CFLAGS  := -fPIC -fvisibility=hidden -fno-semantic-interposition -fexception
 LDLIBS      := -lck -lpthread
 
 ifeq ($(SAN),asan)
+# clang's runtime: gcc 12's libasan reports a false stack-buffer-overflow in
+# its own sigaltstack call when a thread is cancelled and unwinds through a
+# cleanup frame (cx_context_run, the thread trampoline).
+CC          := clang
 SAN_FLAGS   := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 endif
 ifeq ($(SAN),tsan)

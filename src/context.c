@@ -219,7 +219,7 @@ int cx_context_run(cx_context *ctx, void *(*fn)(void *), void *arg, void **resul
         return CX_EBUSY;
     /* No reference is taken: if fn drops the last one, the context is
      * flagged ZOMBIE and torn down when this frame leaves it. */
-    struct cx__run_frame fr __attribute__((cleanup(cx__run_frame_leave))) = {
+    struct cx__run_frame fr __attribute__((cleanup(cx__run_frame_leave), unused)) = {
         .st = st, .ctx = ctx, .prev = cx__switch_in(st, ctx), .enter_top = st->enter_top};
     void *r = fn(arg);
     if (result != NULL)
@@ -229,7 +229,7 @@ int cx_context_run(cx_context *ctx, void *(*fn)(void *), void *arg, void **resul
 
 void *cx__run_claimed(cx__tstate *st, cx_context *ctx, void *(*fn)(void *), void *arg)
 {
-    struct cx__run_frame fr __attribute__((cleanup(cx__run_frame_leave))) = {
+    struct cx__run_frame fr __attribute__((cleanup(cx__run_frame_leave), unused)) = {
         .st = st, .ctx = ctx, .prev = cx__switch_in(st, ctx), .enter_top = st->enter_top};
     return fn(arg);
 }
