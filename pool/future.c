@@ -19,6 +19,7 @@
 #include "annotate.h"
 #include "forkgen.h"
 #include "future.h"
+#include "strand.h"
 
 static pthread_once_t attr_once = PTHREAD_ONCE_INIT;
 static pthread_condattr_t cond_attr; /* CLOCK_MONOTONIC deadlines */
@@ -63,6 +64,7 @@ cx_future *cx__future_new(void *(*fn)(void *), void *arg, cx_context *ctx,
     f->pool = NULL;
     f->next = NULL;
     f->strand_ctx = NULL;
+    f->strand = NULL;
     f->kind = (unsigned char)kind;
     f->listeners = NULL;
     if (handle) {
@@ -211,6 +213,7 @@ void cx__future_unref(cx_future *f)
      * (or a job that was never queued: submit's failure path). */
     cx_context_release(f->ctx);
     cx_context_release(f->strand_ctx);
+    cx__strand_free(f->strand);
     drop_scope(f);
     /* In a fork child a parent's mutex or condition variable may look
      * locked or waited on forever: destroying them could block. Their
@@ -293,10 +296,8 @@ int cx_future_wait(cx_future *f, const struct timespec *deadline)
         int rc = cx_check();
         if (rc != 0)
             return rc;
-        if (cx__future_claim(f)) {
-            cx__future_run_claimed(f);
+        if (cx__future_run_inline(f))
             return 0;
-        }
     }
     return wait_slow(f, deadline);
 }
@@ -386,7 +387,17 @@ void cx__future_end(cx_future *f, int status, void *result)
 
 bool cx__future_inline_ok(const cx_future *f)
 {
-    return f->kind != CX__JOB_GIVEN && f->pool != NULL && f->pool == cx__pool_self();
+    return f->pool != NULL && f->pool == cx__pool_self();
+}
+
+bool cx__future_run_inline(cx_future *f)
+{
+    if (f->strand != NULL)
+        return cx__strand_run_inline(f);
+    if (!cx__future_claim(f))
+        return false;
+    cx__future_run_claimed(f);
+    return true;
 }
 
 int cx__cond_init(pthread_cond_t *cv)
@@ -566,10 +577,8 @@ int cx_future_wait_any(cx_future *const *fs, size_t n, const struct timespec *de
             int rc = cx_check();
             if (rc != 0)
                 return rc;
-            if (cx__future_claim(fs[k])) {
-                cx__future_run_claimed(fs[k]);
+            if (cx__future_run_inline(fs[k]))
                 break;
-            }
         }
         i = first_complete(fs, n);
     }

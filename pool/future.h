@@ -92,6 +92,8 @@ struct cx_future {
                              (owned by whichever list holds the job) */
     cx_context *strand_ctx; /* submit_in jobs: a reference to ctx held until
                                the job has handed its strand on (strand.c) */
+    struct cx__strand *strand; /* submit_in jobs: a reference to ctx's strand,
+                                  held until the job is freed */
     cx_scope *scope;      /* see Ownership: scope */
     unsigned char kind;   /* enum cx__job_ctx */
     struct cx__listener *listeners; /* under mu */
@@ -139,6 +141,9 @@ CX__HIDDEN void cx__future_end(cx_future *f, int status, void *result);
 /* True if the calling thread is a worker of f's pool and f's job has a
  * private context: a wait on it may run it inline (claim, run_claimed). */
 CX__HIDDEN bool cx__future_inline_ok(const cx_future *f);
+/* Runs f, still queued, in the calling worker of its pool (a strand job
+ * only when its turn has come and its context is free). True if it ran. */
+CX__HIDDEN bool cx__future_run_inline(cx_future *f);
 /* Registers l on f (a future with a handle). True: l->fire will be
  * called exactly once, by whoever completes f. False: f is complete
  * already, nothing registered. f and l borrowed. */

@@ -248,7 +248,7 @@ static int wait_for_place(cx_pool *p)
  * reference to it. */
 static void handle(cx_pool *p, cx_future *f)
 {
-    if (f->strand_ctx != NULL) {
+    if (f->strand != NULL) {
         if (cx__strand_handle(cx__tstate_cur(), f,
                               (ck_pr_load_uint(&p->flags) & CX__P_CANCEL) != 0))
             return; /* parked: our reference went with it */
@@ -536,8 +536,10 @@ static int submit(cx_pool *p, enum cx__job_ctx kind, cx_context *ctx, void *(*fn
         return CX_ENOMEM;
     }
     f->pool = p;
-    if (strand != NULL)
+    if (strand != NULL) {
         f->strand_ctx = cx_context_retain(ctx);
+        f->strand = cx__strand_retain(strand);
+    }
     int rc;
     if (!cx__queue_reserve(&p->q)) {
         if (!block) {

@@ -9,6 +9,16 @@
  * as long as ctx (the caller holds a reference to ctx). */
 CX__HIDDEN struct cx__strand *cx__strand_of(cx_context *ctx);
 
+/* Another reference to s (a strand job's, dropped with cx__strand_free
+ * when the job is freed). Returns s. */
+CX__HIDDEN struct cx__strand *cx__strand_retain(struct cx__strand *s);
+
+/* Runs the strand job f inline in the calling worker of f's pool, with the
+ * jobs ahead of it in its strand first, as long as each is the strand's
+ * current job, still queued, of the same pool, and the context is free.
+ * True if f ran. */
+CX__HIDDEN bool cx__strand_run_inline(cx_future *f);
+
 /* Puts f (a job holding a queue place and f->strand_ctx) into its strand:
  * straight into its pool's queue if no job of the strand is active, else
  * behind the last one. */

@@ -94,7 +94,8 @@ static inline bool cx__try_enter(cx_context *ctx)
 struct cx__strand;
 /* True when no job of the strand is queued, parked or running. */
 CX__HIDDEN bool cx__strand_idle(const struct cx__strand *s);
-/* Frees an idle strand (NULL: no-op); with its context. */
+/* Drops one reference to a strand (NULL: no-op): the context's, when it is
+ * destroyed, or a strand job's; the last frees it. */
 CX__HIDDEN void cx__strand_free(struct cx__strand *s);
 /* ctx was left while its strand's next job was parked on it: hands that
  * job back to its pool. */
