@@ -266,14 +266,18 @@ CX_EXTERN cx_context *cx_context_copy(const cx_context *ctx);
 /* Returns ctx (the same pointer, one more reference). */
 CX_EXTERN cx_context *cx_context_retain(cx_context *ctx);
 /* Drops a reference; NULL is a no-op. Releasing the last reference of a
- * context that is entered is a caller bug (the runner borrows it). */
+ * context while a cx_context_run is in it is safe: the run keeps it alive
+ * and it is torn down when the run returns. */
 CX_EXTERN void cx_context_release(cx_context *ctx);
 
 /* Context.run(): makes ctx current in this thread, calls fn(arg), restores
- * the previous context. *result (if result is not NULL) receives fn's
- * return value. CX_EBUSY, calling nothing, if ctx is already entered by
- * this thread (recursion) or any other. ctx is borrowed: the caller keeps
- * its reference until run returns. */
+ * the previous context on every way out of fn: return, pthread_exit,
+ * cancellation at a cancellation point in fn, a C++ exception unwinding
+ * through it (contexts fn entered with cx_context_enter and did not exit
+ * are left too). *result (if result is not NULL) receives fn's return
+ * value. CX_EBUSY, calling nothing, if ctx is already entered by this
+ * thread (recursion) or any other. The run keeps ctx alive: fn may release
+ * the caller's last reference. */
 CX_EXTERN int cx_context_run(cx_context *ctx, void *(*fn)(void *), void *arg,
                              void **result);
 

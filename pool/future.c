@@ -315,7 +315,7 @@ static int outcome(cx_future *f, void **result)
 }
 
 /* Waits, then 0 and the job's return value in *result (if result), or the
- * job's status: CX_EBUSY (its context was entered elsewhere), CX_ECANCELED
+ * job's status: CX_ECANCELED
  * (cancelled, or its scope was cancelled before it ran), CX_ETIMEDOUT (its
  * scope's deadline passed before it ran); *result is then left alone. */
 int cx_future_result(cx_future *f, void **result)

@@ -52,9 +52,10 @@
  *   3. pop: a worker takes the queue's reference, gives the place back
  *      (waking one blocked submitter), and then either
  *        - claims the job (QUEUED -> RUNNING) and so owns its context:
- *          cx_context_run(ctx, fn, arg) (CX_EBUSY if ctx is entered
- *          elsewhere: fn is not called), releases the context, publishes
- *          DONE with the status and result; or
+ *          cx_context_run(ctx, fn, arg), releases the context, publishes
+ *          DONE with the status and result (a submit_in job goes through
+ *          its strand instead, strand.c: it parks, without the worker,
+ *          while ctx is entered elsewhere); or
  *        - finds it cancelled (the canceller already released the
  *          context and completed it); or
  *        - when shutdown asked to cancel pending jobs, cancels it (as
@@ -368,6 +369,7 @@ static void *worker_main(void *arg)
         handle(p, f);
     }
     self_pool = NULL;
+    cx__tstate_end_here(); /* only if no key destructor will */
     return NULL;
 }
 
