@@ -421,6 +421,58 @@ static void a_strand_spans_pools(void **state)
     cx_var_release(o.count);
 }
 
+/* No self-deadlock: a job of a 1-worker pool submits two jobs into one
+ * context and waits for the second; the worker runs both inline, in
+ * order. */
+struct nest {
+    cx_pool *pool;
+    cx_context *ctx;
+    struct order *o;
+    struct job jobs[2];
+    int rc[2];
+    int wait_rc;
+};
+
+static void *submit_two_and_wait(void *arg)
+{
+    struct nest *n = arg;
+    cx_future *f[2] = {NULL, NULL};
+    for (unsigned i = 0; i < 2; i++)
+        n->rc[i] = cx_pool_submit_in(n->pool, n->ctx, ordered_job, &n->jobs[i], &f[i]);
+    n->wait_rc = f[1] != NULL ? cx_future_result(f[1], NULL) : -1;
+    if (f[0] != NULL && cx_future_result(f[0], NULL) != 0)
+        n->wait_rc = -2;
+    cx_future_release(f[0]);
+    cx_future_release(f[1]);
+    return NULL;
+}
+
+static void waiting_on_own_strand_work_runs_it_inline(void **state)
+{
+    (void)state;
+    cx_pool *p = new_pool(1);
+    struct order o = {.count = mkvar("count", NULL)};
+    unsigned log[2];
+    o.log = log;
+    struct nest n = {.pool = p, .ctx = mkctx(), .o = &o};
+    for (unsigned i = 0; i < 2; i++)
+        n.jobs[i] = (struct job){.o = &o, .producer = 0, .seq = i};
+    cx_future *f;
+    assert_int_equal(cx_pool_submit(p, submit_two_and_wait, &n, &f), 0);
+    assert_int_equal(cx_future_result(f, NULL), 0);
+    cx_future_release(f);
+    cx_pool_free(p);
+    assert_int_equal(n.rc[0], 0);
+    assert_int_equal(n.rc[1], 0);
+    assert_int_equal(n.wait_rc, 0);
+    assert_int_equal(o.nlog, 2);
+    assert_int_equal(log[0] & 0xffffu, 0);
+    assert_int_equal(log[1] & 0xffffu, 1);
+    assert_int_equal(o.mismatches, 0);
+    cx_context_release(n.ctx);
+    cx_var_release(o.count);
+}
+
 int main(void)
 {
     cx_watchdog(600);
@@ -433,6 +485,7 @@ int main(void)
         cmocka_unit_test(drain_waits_for_a_parked_job),
         cmocka_unit_test(shutdown_cancelling_cancels_waiting_strand_jobs),
         cmocka_unit_test(a_strand_spans_pools),
+        cmocka_unit_test(waiting_on_own_strand_work_runs_it_inline),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
