@@ -1,0 +1,264 @@
+/* callback.c - bound callbacks (SPEC 5.2): capture the current context now,
+ * run a function in it later, in any thread, under any executor.
+ *
+ * A callback is one allocation: the function, its argument, a reference
+ * count and the capture, a context embedded in the object (private: no
+ * lock, no separate allocation). In shared mode a small serialiser follows
+ * it (the default mode does not allocate those bytes).
+ *
+ * Default mode (flags == 0). The capture is never entered: it is only a
+ * holder of the captured map, whose root pointer never changes after
+ * cx_bind. Each run builds a context on its own stack holding one more
+ * reference to that map (no allocation) and runs in it; the map is shared,
+ * so a set inside the run path-copies and the capture stays intact; the
+ * run's context, with everything the run wrote, is released when the run
+ * ends. Runs may overlap: they only read the capture's root and take map
+ * references (atomic). A run touches the callback only before fn is
+ * called, so fn may release the caller's last reference.
+ *
+ * Why even a one-shot cx_callback_invoke (the caller holds the only
+ * reference) runs in a copy and not in the capture itself: fn may retain
+ * its own callback (a re-arming timer does) and run it again, at once in
+ * another thread or later; that run must start from the capture as it was
+ * at cx_bind. Running in the capture would let a set update the captured
+ * map in place (its count can be 1) and race with such a run. The copy
+ * costs a context built on the stack and one reference-count pair on the
+ * map: no allocation, nothing proportional to the variables set.
+ *
+ * Shared mode (CX_BIND_SHARED). The capture is the one context every run
+ * enters. `busy` (under `mu`) says a run holds it; a caller that finds it
+ * busy sleeps on `cv` (no spinning, never CX_EBUSY; like taking a mutex,
+ * not a cancellation point), except the thread that holds it (a run of
+ * the callback from inside its own fn): waiting for itself would never
+ * end, so that call is CX_EBUSY, as cx_context_run is for a recursive
+ * entry. The mutex orders one run's writes to the context
+ * before the next run (and race detectors see that handoff natively).
+ * A shared run holds its own reference to the callback for its duration,
+ * since it touches the serialiser after fn returns.
+ *
+ * Every way out of fn (return, pthread_exit, cancellation, an exception
+ * unwinding through it) gives up what the run holds here: the stack
+ * context's map reference, the shared mode's busy flag, invoke's reference.
+ * cx_context_run takes care of leaving the context; the cleanup handlers
+ * below (pthread_cleanup_push) take care of the rest.
+ */
+#include <stddef.h>
+
+#include "context.h"
+
+/* The shared mode's serialiser (allocated only with CX_BIND_SHARED). */
+struct serial {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool busy;        /* under mu: a run holds the context */
+    unsigned waiters; /* under mu: callers sleeping on cv */
+    pthread_t runner; /* under mu, valid while busy */
+};
+
+struct cx_callback {
+    cx__ref ref;
+    unsigned flags;
+    void *(*fn)(void *);
+    void *arg;
+    cx_context cap;   /* the capture (embedded, private) */
+    struct serial sh; /* CX_BIND_SHARED only: not allocated otherwise */
+};
+
+#define DEFAULT_SIZE offsetof(struct cx_callback, sh)
+
+/* The capture itself: the current context's map, O(1), as a private
+ * context embedded in the callback. Every capture of cx_bind goes through
+ * here, so that leaving CX_VAR_LOCAL variables out (SPEC 5.4) is a change
+ * of this one function; it may then allocate, hence the status (0 or
+ * CX_ENOMEM, nothing held on failure). */
+static int capture_into(cx_context *storage)
+{
+    cx__copy_context_into(storage);
+    return 0;
+}
+
+int cx_bind(cx_callback **out, void *(*fn)(void *), void *arg, unsigned flags)
+{
+    if (out == NULL || fn == NULL || (flags & ~CX_BIND_SHARED) != 0)
+        return CX_EINVAL;
+    bool shared = (flags & CX_BIND_SHARED) != 0;
+    cx_callback *cb = cx__malloc(shared ? sizeof(*cb) : DEFAULT_SIZE);
+    if (cb == NULL)
+        return CX_ENOMEM;
+    if (shared) {
+        if (pthread_mutex_init(&cb->sh.mu, NULL) != 0) {
+            cx__free(cb);
+            return CX_ENOMEM;
+        }
+        if (pthread_cond_init(&cb->sh.cv, NULL) != 0) {
+            pthread_mutex_destroy(&cb->sh.mu);
+            cx__free(cb);
+            return CX_ENOMEM;
+        }
+        cb->sh.busy = false;
+        cb->sh.waiters = 0;
+    }
+    /* Last, once nothing else can fail. */
+    int rc = capture_into(&cb->cap);
+    if (rc != 0) {
+        if (shared) {
+            pthread_cond_destroy(&cb->sh.cv);
+            pthread_mutex_destroy(&cb->sh.mu);
+        }
+        cx__free(cb);
+        return rc;
+    }
+    cx__ref_init(&cb->ref);
+    cb->flags = flags;
+    cb->fn = fn;
+    cb->arg = arg;
+    *out = cb;
+    return 0;
+}
+
+cx_callback *cx_callback_retain(cx_callback *cb)
+{
+    if (cb != NULL)
+        cx__ref_inc(&cb->ref);
+    return cb;
+}
+
+void cx_callback_release(cx_callback *cb)
+{
+    /* cx__ref_dec orders every holder's writes (runs' included) before the
+     * teardown, with its fences and race-detector annotations. */
+    if (cb == NULL || !cx__ref_dec(&cb->ref))
+        return;
+    /* Destroy callbacks of owned values may run here, in this thread. */
+    cx_context_release(&cb->cap); /* embedded: tears down, frees nothing */
+    if (cb->flags & CX_BIND_SHARED) {
+        pthread_cond_destroy(&cb->sh.cv);
+        pthread_mutex_destroy(&cb->sh.mu);
+    }
+    cx__free(cb);
+}
+
+/* ------------------------------------------------------------ default mode */
+
+/* What a default run holds until it ends, however it ends. */
+struct copy_run {
+    cx_context ctx;   /* on the runner's stack; private */
+    cx_callback *own; /* invoke's reference, released after the run; or NULL */
+};
+
+static void copy_run_end(void *p)
+{
+    struct copy_run *r = p;
+    /* Drops the map reference and whatever the run wrote (destroy
+     * callbacks run here, in this thread). cx_context_run has left ctx by
+     * now, and holds no reference to it any more. */
+    cx_context_release(&r->ctx);
+    cx_callback_release(r->own);
+}
+
+/* fn(arg) in a private copy of the capture. own: a reference to release
+ * when the run ends (consumed), or NULL. cb is borrowed and not touched
+ * once fn is called. */
+static int run_copy(cx_callback *cb, void **result, cx_callback *own)
+{
+    struct copy_run r;
+    void *(*fn)(void *) = cb->fn;
+    void *arg = cb->arg;
+    int rc;
+    /* The capture's root never changes in default mode (nobody enters the
+     * capture): reading it needs no lock; the reference taken here makes
+     * the map shared, so the run's sets never update it in place. */
+    cx__node *root = cb->cap.root;
+    cx__map_retain(root);
+    cx__context_embed(&r.ctx, root);
+    r.own = own;
+    pthread_cleanup_push(copy_run_end, &r);
+    rc = cx_context_run(&r.ctx, fn, arg, result);
+    pthread_cleanup_pop(1);
+    return rc;
+}
+
+/* ------------------------------------------------------------- shared mode */
+
+/* The end of a shared run, however it ends. p: where the run's reference
+ * to the callback (consumed) is. */
+static void shared_run_end(void *p)
+{
+    cx_callback *cb = *(cx_callback **)p;
+    struct serial *s = &cb->sh;
+    pthread_mutex_lock(&s->mu);
+    s->busy = false;
+    /* One waiter is enough: each waits for !busy and, woken, takes it. */
+    if (s->waiters > 0)
+        pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    cx_callback_release(cb);
+}
+
+/* fn(arg) in the capture itself, one run at a time. own: as run_copy. */
+static int run_shared(cx_callback *cb, void **result, cx_callback *own)
+{
+    struct serial *s = &cb->sh;
+    pthread_t self = pthread_self();
+    pthread_mutex_lock(&s->mu);
+    if (s->busy && pthread_equal(s->runner, self)) {
+        /* A run of cb from inside its own run: it would wait for itself. */
+        pthread_mutex_unlock(&s->mu);
+        cx_callback_release(own);
+        return CX_EBUSY;
+    }
+    if (s->busy) {
+        /* Waiting for our turn is taking a lock, not a cancellation point
+         * (pthread_mutex_lock is not one either): a cancel is acted upon
+         * at the next cancellation point, in fn or after the run. That
+         * keeps the wait free of cleanup, and valgrind's thread checkers
+         * do not follow a cancelled pthread_cond_wait. */
+        int old;
+        pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
+        s->waiters++;
+        do
+            pthread_cond_wait(&s->cv, &s->mu);
+        while (s->busy);
+        s->waiters--;
+        pthread_setcancelstate(old, NULL);
+    }
+    s->busy = true;
+    s->runner = self;
+    pthread_mutex_unlock(&s->mu);
+
+    /* Our turn: nobody else enters cb->cap until busy is cleared, so
+     * cx_context_run cannot see CX_EBUSY from another run. The run's own
+     * reference (fn may drop the caller's) is invoke's, if it gave one. */
+    cx_callback *ref = own != NULL ? own : cx_callback_retain(cb);
+    int rc;
+    /* (By address: a constant, which setjmp-based cleanup can keep.) */
+    pthread_cleanup_push(shared_run_end, &ref);
+    rc = cx_context_run(&cb->cap, cb->fn, cb->arg, result);
+    pthread_cleanup_pop(1);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- running */
+
+int cx_callback_run(cx_callback *cb, void **result)
+{
+    if (cb == NULL)
+        return CX_EINVAL;
+    if (cb->flags & CX_BIND_SHARED)
+        return run_shared(cb, result, NULL);
+    return run_copy(cb, result, NULL);
+}
+
+void cx_callback_invoke(void *p)
+{
+    cx_callback *cb = p;
+    if (cb == NULL)
+        return;
+    /* The run releases the reference handed over with cb when it ends, on
+     * every way out (also when it could not run: out of memory for this
+     * thread's state, or a shared callback invoked from its own run). */
+    if (cb->flags & CX_BIND_SHARED)
+        (void)run_shared(cb, NULL, cb);
+    else
+        (void)run_copy(cb, NULL, cb);
+}
