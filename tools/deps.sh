@@ -3,7 +3,7 @@
 # (and needs no network) when all are present. Usage: tools/deps.sh [pkg...]
 set -eu
 pkgs="$*"
-[ -n "$pkgs" ] || pkgs="gcc make pkg-config libck-dev libcmocka-dev valgrind clang libclang-rt-14-dev libglib2.0-dev gnuplot-nox"
+[ -n "$pkgs" ] || pkgs="gcc make pkg-config libck-dev libcmocka-dev valgrind clang libclang-rt-14-dev libglib2.0-dev libuv1-dev gnuplot-nox"
 missing=""
 for p in $pkgs; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
