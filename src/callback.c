@@ -8,22 +8,36 @@
  *
  * Default mode (flags == 0). The capture is never entered: it is only a
  * holder of the captured map, whose root pointer never changes after
- * cx_bind. Each run builds a context on its own stack holding one more
- * reference to that map (no allocation) and runs in it; the map is shared,
- * so a set inside the run path-copies and the capture stays intact; the
- * run's context, with everything the run wrote, is released when the run
- * ends. Runs may overlap: they only read the capture's root and take map
- * references (atomic). A run touches the callback only before fn is
- * called, so fn may release the caller's last reference.
+ * cx_bind. Each run builds a context holding one more reference to that
+ * map and runs in it; the map is then shared, so a set inside the run
+ * path-copies and the capture stays intact; the run's context, with
+ * everything the run wrote, is released when the run ends. Runs may
+ * overlap: they only read the capture's root and take map references.
  *
- * Why even a one-shot cx_callback_invoke (the caller holds the only
+ * Where the run's context lives: in the callback's run slot, a second
+ * embedded context, claimed by a compare-and-swap (`slot_busy`); a run
+ * that finds the slot taken (runs overlapping in several threads, or a
+ * run of the callback from inside its own run) allocates a context
+ * instead. The common case, bind then one invoke, so allocates nothing
+ * beyond the callback. Not on the runner's stack: the context's words are
+ * handoff addresses for race detectors, and DRD keeps what it learnt
+ * about a stack address after the frame is gone (a mutex later placed
+ * there is "not a mutex"); the heap block is forgotten when freed. A run
+ * in the slot holds its own reference to the callback (it releases the
+ * slot after fn returns, and fn may drop the caller's reference); a run
+ * in an allocated context does not touch the callback once fn is called.
+ *
+ * Why even a one-shot cx_callback_invoke (its caller holds the only
  * reference) runs in a copy and not in the capture itself: fn may retain
  * its own callback (a re-arming timer does) and run it again, at once in
  * another thread or later; that run must start from the capture as it was
  * at cx_bind. Running in the capture would let a set update the captured
  * map in place (its count can be 1) and race with such a run. The copy
- * costs a context built on the stack and one reference-count pair on the
- * map: no allocation, nothing proportional to the variables set.
+ * costs one reference-count pair on the map: no allocation, nothing
+ * proportional to the variables set. (Giving the one-shot run a spare map
+ * reference taken at bind, to save the executor's increment, measured no
+ * different in bench_bind: the cost of bind + invoke there is the
+ * allocator's, a block allocated in one thread and freed in another.)
  *
  * Shared mode (CX_BIND_SHARED). The capture is the one context every run
  * enters. `busy` (under `mu`) says a run holds it; a caller that finds it
@@ -37,8 +51,8 @@
  * since it touches the serialiser after fn returns.
  *
  * Every way out of fn (return, pthread_exit, cancellation, an exception
- * unwinding through it) gives up what the run holds here: the stack
- * context's map reference, the shared mode's busy flag, invoke's reference.
+ * unwinding through it) gives up what the run holds here: the run
+ * context, the slot, the shared mode's busy flag, the references.
  * cx_context_run takes care of leaving the context; the cleanup handlers
  * below (pthread_cleanup_push) take care of the rest.
  */
@@ -58,13 +72,18 @@ struct serial {
 struct cx_callback {
     cx__ref ref;
     unsigned flags;
+    unsigned slot_busy; /* default mode: 1 while a run uses `slot` */
     void *(*fn)(void *);
     void *arg;
-    cx_context cap;   /* the capture (embedded, private) */
-    struct serial sh; /* CX_BIND_SHARED only: not allocated otherwise */
+    cx_context cap; /* the capture (embedded, private) */
+    union {
+        cx_context slot;  /* default mode: a run's context */
+        struct serial sh; /* CX_BIND_SHARED */
+    } u;
 };
 
-#define DEFAULT_SIZE offsetof(struct cx_callback, sh)
+#define DEFAULT_SIZE (offsetof(struct cx_callback, u) + sizeof(cx_context))
+#define SHARED_SIZE (offsetof(struct cx_callback, u) + sizeof(struct serial))
 
 /* The capture itself: the current context's map, O(1), as a private
  * context embedded in the callback. Every capture of cx_bind goes through
@@ -82,36 +101,44 @@ int cx_bind(cx_callback **out, void *(*fn)(void *), void *arg, unsigned flags)
     if (out == NULL || fn == NULL || (flags & ~CX_BIND_SHARED) != 0)
         return CX_EINVAL;
     bool shared = (flags & CX_BIND_SHARED) != 0;
-    cx_callback *cb = cx__malloc(shared ? sizeof(*cb) : DEFAULT_SIZE);
+    cx_callback *cb = cx__malloc(shared ? SHARED_SIZE : DEFAULT_SIZE);
     if (cb == NULL)
         return CX_ENOMEM;
     if (shared) {
-        if (pthread_mutex_init(&cb->sh.mu, NULL) != 0) {
+        if (pthread_mutex_init(&cb->u.sh.mu, NULL) != 0) {
             cx__free(cb);
             return CX_ENOMEM;
         }
-        if (pthread_cond_init(&cb->sh.cv, NULL) != 0) {
-            pthread_mutex_destroy(&cb->sh.mu);
+        if (pthread_cond_init(&cb->u.sh.cv, NULL) != 0) {
+            pthread_mutex_destroy(&cb->u.sh.mu);
             cx__free(cb);
             return CX_ENOMEM;
         }
-        cb->sh.busy = false;
-        cb->sh.waiters = 0;
+        cb->u.sh.busy = false;
+        cb->u.sh.waiters = 0;
     }
     /* Last, once nothing else can fail. */
     int rc = capture_into(&cb->cap);
     if (rc != 0) {
         if (shared) {
-            pthread_cond_destroy(&cb->sh.cv);
-            pthread_mutex_destroy(&cb->sh.mu);
+            pthread_cond_destroy(&cb->u.sh.cv);
+            pthread_mutex_destroy(&cb->u.sh.mu);
         }
         cx__free(cb);
         return rc;
     }
     cx__ref_init(&cb->ref);
     cb->flags = flags;
+    cb->slot_busy = 0;
     cb->fn = fn;
     cb->arg = arg;
+    /* Publishes the callback (and whatever the caller wrote before
+     * binding, e.g. fn's argument) to every run. A run can only start
+     * after cx_bind returned and the pointer travelled through some
+     * executor; that executor's own synchronisation (a futex-based queue,
+     * an atomic ring) may be invisible to race detectors: this handoff is
+     * announced here and taken in each run (bind -> run). */
+    CX__HAPPENS_BEFORE(&cb->fn);
     *out = cb;
     return 0;
 }
@@ -132,8 +159,8 @@ void cx_callback_release(cx_callback *cb)
     /* Destroy callbacks of owned values may run here, in this thread. */
     cx_context_release(&cb->cap); /* embedded: tears down, frees nothing */
     if (cb->flags & CX_BIND_SHARED) {
-        pthread_cond_destroy(&cb->sh.cv);
-        pthread_mutex_destroy(&cb->sh.mu);
+        pthread_cond_destroy(&cb->u.sh.cv);
+        pthread_mutex_destroy(&cb->u.sh.mu);
     }
     cx__free(cb);
 }
@@ -142,8 +169,9 @@ void cx_callback_release(cx_callback *cb)
 
 /* What a default run holds until it ends, however it ends. */
 struct copy_run {
-    cx_context ctx;   /* on the runner's stack; private */
-    cx_callback *own; /* invoke's reference, released after the run; or NULL */
+    cx_context *ctx;  /* the run's context (a reference) */
+    cx_callback *ref; /* a reference to release at the end, or NULL */
+    cx_callback *slot_of; /* ctx is this callback's slot, or NULL */
 };
 
 static void copy_run_end(void *p)
@@ -152,28 +180,48 @@ static void copy_run_end(void *p)
     /* Drops the map reference and whatever the run wrote (destroy
      * callbacks run here, in this thread). cx_context_run has left ctx by
      * now, and holds no reference to it any more. */
-    cx_context_release(&r->ctx);
-    cx_callback_release(r->own);
+    cx_context_release(r->ctx);
+    if (r->slot_of != NULL) {
+        /* The slot's teardown is visible to the next run that claims it
+         * (its compare-and-swap, then CX__HAPPENS_AFTER). */
+        CX__HAPPENS_BEFORE(&r->slot_of->slot_busy);
+        ck_pr_fence_release();
+        ck_pr_store_uint(&r->slot_of->slot_busy, 0);
+    }
+    cx_callback_release(r->ref);
 }
 
 /* fn(arg) in a private copy of the capture. own: a reference to release
- * when the run ends (consumed), or NULL. cb is borrowed and not touched
- * once fn is called. */
+ * when the run ends (consumed), or NULL. cb is borrowed; if the run is not
+ * in cb's slot, it is not touched once fn is called. */
 static int run_copy(cx_callback *cb, void **result, cx_callback *own)
 {
-    struct copy_run r;
+    struct copy_run r = {.ref = own};
     void *(*fn)(void *) = cb->fn;
     void *arg = cb->arg;
     int rc;
     /* The capture's root never changes in default mode (nobody enters the
-     * capture): reading it needs no lock; the reference taken here makes
+     * capture): reading it needs no lock. The reference taken here makes
      * the map shared, so the run's sets never update it in place. */
     cx__node *root = cb->cap.root;
     cx__map_retain(root);
-    cx__context_embed(&r.ctx, root);
-    r.own = own;
+    if (ck_pr_cas_uint(&cb->slot_busy, 0, 1)) {
+        /* The previous user of the slot is done with it. */
+        ck_pr_fence_acquire();
+        CX__HAPPENS_AFTER(&cb->slot_busy);
+        r.ctx = cx__context_embed(&cb->u.slot, root);
+        r.slot_of = cb;
+        if (r.ref == NULL)
+            r.ref = cx_callback_retain(cb);
+    } else {
+        r.ctx = cx__context_with_root(root); /* consumes root */
+        if (r.ctx == NULL) {
+            cx_callback_release(own);
+            return CX_ENOMEM;
+        }
+    }
     pthread_cleanup_push(copy_run_end, &r);
-    rc = cx_context_run(&r.ctx, fn, arg, result);
+    rc = cx_context_run(r.ctx, fn, arg, result);
     pthread_cleanup_pop(1);
     return rc;
 }
@@ -185,7 +233,7 @@ static int run_copy(cx_callback *cb, void **result, cx_callback *own)
 static void shared_run_end(void *p)
 {
     cx_callback *cb = *(cx_callback **)p;
-    struct serial *s = &cb->sh;
+    struct serial *s = &cb->u.sh;
     pthread_mutex_lock(&s->mu);
     s->busy = false;
     /* One waiter is enough: each waits for !busy and, woken, takes it. */
@@ -198,7 +246,7 @@ static void shared_run_end(void *p)
 /* fn(arg) in the capture itself, one run at a time. own: as run_copy. */
 static int run_shared(cx_callback *cb, void **result, cx_callback *own)
 {
-    struct serial *s = &cb->sh;
+    struct serial *s = &cb->u.sh;
     pthread_t self = pthread_self();
     pthread_mutex_lock(&s->mu);
     if (s->busy && pthread_equal(s->runner, self)) {
@@ -244,6 +292,7 @@ int cx_callback_run(cx_callback *cb, void **result)
 {
     if (cb == NULL)
         return CX_EINVAL;
+    CX__HAPPENS_AFTER(&cb->fn); /* bind -> run, see cx_bind */
     if (cb->flags & CX_BIND_SHARED)
         return run_shared(cb, result, NULL);
     return run_copy(cb, result, NULL);
@@ -257,6 +306,7 @@ void cx_callback_invoke(void *p)
     /* The run releases the reference handed over with cb when it ends, on
      * every way out (also when it could not run: out of memory for this
      * thread's state, or a shared callback invoked from its own run). */
+    CX__HAPPENS_AFTER(&cb->fn); /* bind -> run, see cx_bind */
     if (cb->flags & CX_BIND_SHARED)
         (void)run_shared(cb, NULL, cb);
     else

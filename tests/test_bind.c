@@ -335,6 +335,58 @@ static void a_rearmed_callback_starts_again_from_the_capture(void **state)
     cx_var_release(r.x);
 }
 
+/* A run from inside a run of the same callback needs a context of its
+ * own (the first run holds the callback's run slot): without memory for
+ * it, CX_ENOMEM and fn is not called; with memory, it runs from the
+ * capture. */
+typedef struct nested {
+    cx_var *x;
+    cx_callback *self;
+    int depth, calls;
+    int inner_rc[2];
+    void *inner_seen;
+} nested;
+
+static void *nested_fn(void *p)
+{
+    nested *n = p;
+    n->calls++;
+    if (n->depth > 0) {
+        (void)cx_var_get(n->x, &n->inner_seen);
+        return NULL;
+    }
+    n->depth++;
+    (void)cx_var_set(n->x, &items[7], NULL);
+    atomic_store(&failing, 1);
+    n->inner_rc[0] = cx_callback_run(n->self, NULL);
+    atomic_store(&failing, 0);
+    n->inner_rc[1] = cx_callback_run(n->self, NULL);
+    n->depth--;
+    return NULL;
+}
+
+static void a_nested_run_without_memory_returns_enomem(void **state)
+{
+    (void)state;
+    nested n = {0};
+    n.x = mkvar("x", NULL);
+    warm();
+    long before = atomic_load(&live);
+    cx_token *t;
+    assert_int_equal(cx_var_set(n.x, &items[1], &t), 0);
+    assert_int_equal(cx_bind(&n.self, nested_fn, &n, 0), 0);
+    assert_int_equal(cx_var_reset(n.x, t), 0);
+    cx_token_release(t);
+    assert_int_equal(cx_callback_run(n.self, NULL), 0);
+    assert_int_equal(n.inner_rc[0], CX_ENOMEM);
+    assert_int_equal(n.inner_rc[1], 0);
+    assert_int_equal(n.calls, 2); /* the outer run and the second inner one */
+    assert_ptr_equal(n.inner_seen, &items[1]);
+    cx_callback_release(n.self);
+    assert_int_equal(atomic_load(&live), before);
+    cx_var_release(n.x);
+}
+
 /* ====================================================== default: overlapping */
 
 /* Two runs of one callback at once: each waits inside fn until the other
@@ -808,6 +860,7 @@ int main(void)
         T(bind_captures_the_context_at_the_call),
         T(default_runs_start_from_the_capture_and_their_writes_vanish),
         T(a_rearmed_callback_starts_again_from_the_capture),
+        T(a_nested_run_without_memory_returns_enomem),
         T(default_runs_overlap_in_several_threads),
         T(shared_runs_are_serialised_and_see_each_other),
         T(shared_run_from_its_own_run_returns_ebusy),
