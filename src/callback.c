@@ -2,17 +2,17 @@
  * run a function in it later, in any thread, under any executor.
  *
  * A callback is one allocation: the function, its argument, a reference
- * count and the capture, a context embedded in the object (private: no
- * lock, no separate allocation). In shared mode a small serialiser follows
- * it (the default mode does not allocate those bytes).
+ * count, the capture and the room its runs need (a context embedded in
+ * the object: private, no lock, no separate allocation). Each mode
+ * allocates only its own part.
  *
- * Default mode (flags == 0). The capture is never entered: it is only a
- * holder of the captured map, whose root pointer never changes after
- * cx_bind. Each run builds a context holding one more reference to that
- * map and runs in it; the map is then shared, so a set inside the run
- * path-copies and the capture stays intact; the run's context, with
- * everything the run wrote, is released when the run ends. Runs may
- * overlap: they only read the capture's root and take map references.
+ * Default mode (flags == 0). The capture is a reference to the map that
+ * was current at cx_bind (`root`); it never changes. Each run builds a
+ * context holding one more reference to that map and runs in it; the map
+ * is then shared, so a set inside the run path-copies and the capture
+ * stays intact; the run's context, with everything the run wrote, is
+ * released when the run ends. Runs may overlap: they only read `root` and
+ * take map references.
  *
  * Where the run's context lives: in the callback's run slot, a second
  * embedded context, claimed by a compare-and-swap (`slot_busy`); a run
@@ -39,14 +39,14 @@
  * different in bench_bind: the cost of bind + invoke there is the
  * allocator's, a block allocated in one thread and freed in another.)
  *
- * Shared mode (CX_BIND_SHARED). The capture is the one context every run
- * enters. `busy` (under `mu`) says a run holds it; a caller that finds it
+ * Shared mode (CX_BIND_SHARED). The capture is a context holding the
+ * captured map, and the one context every run enters. `busy` (under `mu`) says a run holds it; a caller that finds it
  * busy sleeps on `cv` (no spinning, never CX_EBUSY; like taking a mutex,
  * not a cancellation point), except the thread that holds it (a run of
  * the callback from inside its own fn): waiting for itself would never
  * end, so that call is CX_EBUSY, as cx_context_run is for a recursive
- * entry. The mutex orders one run's writes to the context
- * before the next run (and race detectors see that handoff natively).
+ * entry. The mutex orders one run's writes to the context before the next
+ * run (and race detectors see that handoff natively).
  * A shared run holds its own reference to the callback for its duration,
  * since it touches the serialiser after fn returns.
  *
@@ -67,6 +67,8 @@ struct serial {
     bool busy;        /* under mu: a run holds the context */
     unsigned waiters; /* under mu: callers sleeping on cv */
     pthread_t runner; /* under mu, valid while busy */
+    cx_context ctx;   /* the capture, the one context every run enters
+                         (embedded, private: one runner at a time) */
 };
 
 struct cx_callback {
@@ -75,24 +77,28 @@ struct cx_callback {
     unsigned slot_busy; /* default mode: 1 while a run uses `slot` */
     void *(*fn)(void *);
     void *arg;
-    cx_context cap; /* the capture (embedded, private) */
+    cx__node *root; /* default mode: the capture, a map reference (owned;
+                       never changes); shared mode: NULL */
     union {
         cx_context slot;  /* default mode: a run's context */
         struct serial sh; /* CX_BIND_SHARED */
     } u;
 };
 
+/* Each mode allocates only its part of the union. */
 #define DEFAULT_SIZE (offsetof(struct cx_callback, u) + sizeof(cx_context))
 #define SHARED_SIZE (offsetof(struct cx_callback, u) + sizeof(struct serial))
 
-/* The capture itself: the current context's map, O(1), as a private
- * context embedded in the callback. Every capture of cx_bind goes through
- * here, so that leaving CX_VAR_LOCAL variables out (SPEC 5.4) is a change
- * of this one function; it may then allocate, hence the status (0 or
- * CX_ENOMEM, nothing held on failure). */
-static int capture_into(cx_context *storage)
+/* The capture itself: *root receives a reference to the current
+ * context's map (NULL: empty), O(1). Every capture of cx_bind goes
+ * through here, so that leaving CX_VAR_LOCAL variables out (SPEC 5.4) is
+ * a change of this one function; it may then allocate, hence the status
+ * (0 or CX_ENOMEM, nothing held on failure). The calling thread runs in
+ * its current context, so the snapshot takes no lock. */
+static int capture_into(cx__node **root)
 {
-    cx__copy_context_into(storage);
+    const cx__tstate *st = cx__tstate_cur();
+    *root = st != NULL && st->cur != NULL ? cx__context_snapshot(st->cur) : NULL;
     return 0;
 }
 
@@ -118,7 +124,8 @@ int cx_bind(cx_callback **out, void *(*fn)(void *), void *arg, unsigned flags)
         cb->u.sh.waiters = 0;
     }
     /* Last, once nothing else can fail. */
-    int rc = capture_into(&cb->cap);
+    cx__node *root;
+    int rc = capture_into(&root);
     if (rc != 0) {
         if (shared) {
             pthread_cond_destroy(&cb->u.sh.cv);
@@ -126,6 +133,12 @@ int cx_bind(cx_callback **out, void *(*fn)(void *), void *arg, unsigned flags)
         }
         cx__free(cb);
         return rc;
+    }
+    if (shared) {
+        cb->root = NULL;
+        cx__context_embed(&cb->u.sh.ctx, root);
+    } else {
+        cb->root = root;
     }
     cx__ref_init(&cb->ref);
     cb->flags = flags;
@@ -157,10 +170,12 @@ void cx_callback_release(cx_callback *cb)
     if (cb == NULL || !cx__ref_dec(&cb->ref))
         return;
     /* Destroy callbacks of owned values may run here, in this thread. */
-    cx_context_release(&cb->cap); /* embedded: tears down, frees nothing */
     if (cb->flags & CX_BIND_SHARED) {
+        cx_context_release(&cb->u.sh.ctx); /* embedded: frees nothing */
         pthread_cond_destroy(&cb->u.sh.cv);
         pthread_mutex_destroy(&cb->u.sh.mu);
+    } else {
+        cx__map_release(cb->root);
     }
     cx__free(cb);
 }
@@ -200,10 +215,10 @@ static int run_copy(cx_callback *cb, void **result, cx_callback *own)
     void *(*fn)(void *) = cb->fn;
     void *arg = cb->arg;
     int rc;
-    /* The capture's root never changes in default mode (nobody enters the
-     * capture): reading it needs no lock. The reference taken here makes
-     * the map shared, so the run's sets never update it in place. */
-    cx__node *root = cb->cap.root;
+    /* The capture never changes in default mode: reading it needs no
+     * lock. The reference taken here makes the map shared, so the run's
+     * sets never update it in place. */
+    cx__node *root = cb->root;
     cx__map_retain(root);
     if (ck_pr_cas_uint(&cb->slot_busy, 0, 1)) {
         /* The previous user of the slot is done with it. */
@@ -274,14 +289,14 @@ static int run_shared(cx_callback *cb, void **result, cx_callback *own)
     s->runner = self;
     pthread_mutex_unlock(&s->mu);
 
-    /* Our turn: nobody else enters cb->cap until busy is cleared, so
+    /* Our turn: nobody else enters s->ctx until busy is cleared, so
      * cx_context_run cannot see CX_EBUSY from another run. The run's own
      * reference (fn may drop the caller's) is invoke's, if it gave one. */
     cx_callback *ref = own != NULL ? own : cx_callback_retain(cb);
     int rc;
     /* (By address: a constant, which setjmp-based cleanup can keep.) */
     pthread_cleanup_push(shared_run_end, &ref);
-    rc = cx_context_run(&cb->cap, cb->fn, cb->arg, result);
+    rc = cx_context_run(&s->ctx, cb->fn, cb->arg, result);
     pthread_cleanup_pop(1);
     return rc;
 }
