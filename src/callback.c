@@ -189,6 +189,8 @@ struct copy_run {
     cx_callback *slot_of; /* ctx is this callback's slot, or NULL */
 };
 
+/* The end of a default run, however it ends (a cleanup handler).
+ * p: the run's struct copy_run, whose references it drops. */
 static void copy_run_end(void *p)
 {
     struct copy_run *r = p;
