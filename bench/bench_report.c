@@ -91,6 +91,8 @@ int main(void)
     double r_prop = fig("pool_job_ns") / fig("pool_job_noprop_ns") - 1;
     double r_manual = fig("manual_keys_job_ns@64") / fig("cxpool_vars_job_ns@64");
     double r_scope = fig("pool_job_scope_ns") / fig("pool_job_ns");
+    double r_bind = fig("bind_invoke_ns") / fig("queue_bare_ns");
+    double r_gbind = fig("gthreadpool_bind_ns") / fig("gthreadpool_bare_ns");
 
     bench_print("ratio_get_vs_getspecific", r_get, "x");
     bench_print("ratio_setreset_vs_malloc", r_set, "x");
@@ -100,6 +102,8 @@ int main(void)
     bench_print("ratio_prop_overhead", r_prop, "frac");
     bench_print("ratio_manual64_vs_cxpool64", r_manual, "x");
     bench_print("ratio_scope_job_vs_job", r_scope, "x");
+    bench_print("ratio_bind_invoke_vs_bare_queue", r_bind, "x");
+    bench_print("ratio_bind_invoke_vs_bare_gthreadpool", r_gbind, "x");
 
     /* Absolute targets are meant for a moment when malloc(48)+free costs
      * about 12 ns: judged on the figure scaled to that speed (the figure
@@ -123,5 +127,12 @@ int main(void)
     verdict("pool propagation overhead (fraction)", r_prop, 0.10, 0, "");
     verdict("manual 64 keys / cxpool 64 vars", r_manual, 4, 1, "x");
     verdict("pool job under a scope / without (5.5)", r_scope, 1.05, 0, "x");
+    verdict("bind+invoke / bare fn, plain pthread queue", r_bind, 1.3, 0, "x");
+    /* For scale, no verdict: the allocator's share of the queue figure,
+     * and the same pair on GThreadPool (whose per-item cost swings with
+     * whether its worker sleeps between items: from ~0.2 to ~1 us). */
+    info("  queue: malloc+free across threads / bare fn",
+         fig("queue_malloc_free_ns") / fig("queue_bare_ns"), "x");
+    info("  bind+invoke / bare fn, GThreadPool", r_gbind, "x");
     return 0;
 }

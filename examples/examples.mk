@@ -25,10 +25,12 @@ EXTRA_TEST_BINS += $(EXAMPLE_BINS)
 examples: $(EXAMPLE_BINS)
 
 # Linked like a user program: public headers only, the shared library, and
-# an rpath so that the binaries run from the build tree.
+# an rpath so that the binaries run from the build tree. EXAMPLE_CFLAGS and
+# EXAMPLE_LIBS: per-example extras, set as target-specific variables by the
+# fragment that needs them (foreign.mk: libuv, GLib).
 $(B)/examples/%: examples/%.c include/cxvars.h include/cxpool.h $(SHARED_LIB)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) $< -o $@ $(LDFLAGS_ALL) -L$(B) -Wl,-rpath,$(abspath $(B)) -lcxvars -lpthread
+	$(CC) $(CFLAGS_ALL) $(EXAMPLE_CFLAGS) $< -o $@ $(LDFLAGS_ALL) -L$(B) -Wl,-rpath,$(abspath $(B)) -lcxvars $(EXAMPLE_LIBS) -lpthread
 
 demo:
 	@sh tools/deps.sh

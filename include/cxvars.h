@@ -327,24 +327,35 @@ CX_EXTERN int cx_context_exit(cx_context *ctx);
 
 /* -------------------------------------------------------------- callbacks */
 
-/* Capture now, run later, in any thread: for executors other than cxpool.
- * cx_bind captures the current context (leaving CX_VAR_LOCAL variables out)
- * and returns a new callback reference in *out.
+/* Capture now, run later, in any thread: for executors other than cxpool
+ * (docs/integrating.md). cx_bind captures the current context, O(1)
+ * (leaving CX_VAR_LOCAL variables out), and returns a new callback
+ * reference in *out. CX_EINVAL for NULL out or fn, or unknown flags;
+ * CX_ENOMEM (nothing held, *out untouched).
  *   flags == 0:     every run starts from the capture in a private copy;
  *                   runs may overlap; a run's writes are gone when it ends.
  *   CX_BIND_SHARED: all runs share one context; a run sees what the previous
  *                   one wrote; concurrent runs are serialised (a second
- *                   caller waits; never CX_EBUSY). */
+ *                   caller waits, without spinning; never CX_EBUSY; the
+ *                   wait is not a cancellation point). */
 typedef struct cx_callback cx_callback;
 #define CX_BIND_SHARED 1u
 CX_EXTERN int cx_bind(cx_callback **out, void *(*fn)(void *), void *arg, unsigned flags);
-/* fn(arg) in the capture; *result (if result) receives fn's return value. */
+/* fn(arg) in the capture; *result (if result) receives fn's return value.
+ * cb is borrowed (the run holds what it needs: fn may release the caller's
+ * last reference). CX_EINVAL for NULL; CX_ENOMEM (fn not called) if this
+ * thread's state, or the context of a run overlapping another run of cb,
+ * cannot be allocated; CX_EBUSY (fn not called) for a CX_BIND_SHARED
+ * callback run from inside its own run. */
 CX_EXTERN int cx_callback_run(cx_callback *cb, void **result);
 /* For executors taking void (*)(void *): runs cb (a cx_callback *) once,
- * then releases the reference the caller handed over with it. */
+ * as cx_callback_run, then releases the reference the caller handed over
+ * with it (consumed; also when fn could not run). NULL is a no-op. */
 CX_EXTERN void cx_callback_invoke(void *cb);
-CX_EXTERN cx_callback *cx_callback_retain(cx_callback *cb); /* returns cb */
-CX_EXTERN void cx_callback_release(cx_callback *cb);        /* NULL: no-op */
+CX_EXTERN cx_callback *cx_callback_retain(cx_callback *cb); /* returns cb; NULL: NULL */
+/* Drops a reference; the last one releases the capture (owned values are
+ * destroyed then, in this thread). NULL is a no-op. */
+CX_EXTERN void cx_callback_release(cx_callback *cb);
 
 /* ------------------------------------------------------------------ scopes */
 

@@ -7,9 +7,9 @@ set -eu
 pkgs="$*"
 # The library alone needs gcc (or clang), make and libck-dev; the rest is
 # for the tests and checks (cmocka, valgrind, clang's sanitizers and
-# libFuzzer; cmake and man-db for check-install), the benchmarks (GLib,
+# libFuzzer; GLib and libuv for the foreign-executor examples; cmake and man-db for check-install), the benchmarks (GLib,
 # gnuplot) and pkg-config for both.
-[ -n "$pkgs" ] || pkgs="gcc g++ make pkg-config libck-dev libcmocka-dev valgrind clang libclang-rt-14-dev libglib2.0-dev gnuplot-nox cmake man-db"
+[ -n "$pkgs" ] || pkgs="gcc g++ make pkg-config libck-dev libcmocka-dev valgrind clang libclang-rt-14-dev libglib2.0-dev libuv1-dev gnuplot-nox cmake man-db"
 missing=""
 for p in $pkgs; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

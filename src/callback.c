@@ -1,0 +1,331 @@
+/* callback.c - bound callbacks (SPEC 5.2): capture the current context now,
+ * run a function in it later, in any thread, under any executor.
+ *
+ * A callback is one allocation: the function, its argument, a reference
+ * count, the capture and the room its runs need (a context embedded in
+ * the object: private, no lock, no separate allocation). Each mode
+ * allocates only its own part.
+ *
+ * Default mode (flags == 0). The capture is a reference to the map that
+ * was current at cx_bind (`root`); it never changes. Each run builds a
+ * context holding one more reference to that map and runs in it; the map
+ * is then shared, so a set inside the run path-copies and the capture
+ * stays intact; the run's context, with everything the run wrote, is
+ * released when the run ends. Runs may overlap: they only read `root` and
+ * take map references.
+ *
+ * Where the run's context lives: in the callback's run slot, a second
+ * embedded context, claimed by a compare-and-swap (`slot_busy`); a run
+ * that finds the slot taken (runs overlapping in several threads, or a
+ * run of the callback from inside its own run) allocates a context
+ * instead. The common case, bind then one invoke, so allocates nothing
+ * beyond the callback. Not on the runner's stack: the context's words are
+ * handoff addresses for race detectors, and DRD keeps what it learnt
+ * about a stack address after the frame is gone (a mutex later placed
+ * there is "not a mutex"); the heap block is forgotten when freed. A run
+ * in the slot holds its own reference to the callback (it releases the
+ * slot after fn returns, and fn may drop the caller's reference); a run
+ * in an allocated context does not touch the callback once fn is called.
+ *
+ * Why even a one-shot cx_callback_invoke (its caller holds the only
+ * reference) runs in a copy and not in the capture itself: fn may retain
+ * its own callback (a re-arming timer does) and run it again, at once in
+ * another thread or later; that run must start from the capture as it was
+ * at cx_bind. Running in the capture would let a set update the captured
+ * map in place (its count can be 1) and race with such a run. The copy
+ * costs one reference-count pair on the map: no allocation, nothing
+ * proportional to the variables set. (Giving the one-shot run a spare map
+ * reference taken at bind, to save the executor's increment, measured no
+ * different in bench_bind: the cost of bind + invoke there is the
+ * allocator's, a block allocated in one thread and freed in another.)
+ *
+ * Shared mode (CX_BIND_SHARED). The capture is a context holding the
+ * captured map, and the one context every run enters. `busy` (under `mu`) says a run holds it; a caller that finds it
+ * busy sleeps on `cv` (no spinning, never CX_EBUSY; like taking a mutex,
+ * not a cancellation point), except the thread that holds it (a run of
+ * the callback from inside its own fn): waiting for itself would never
+ * end, so that call is CX_EBUSY, as cx_context_run is for a recursive
+ * entry. The mutex orders one run's writes to the context before the next
+ * run (and race detectors see that handoff natively).
+ * A shared run holds its own reference to the callback for its duration,
+ * since it touches the serialiser after fn returns.
+ *
+ * Every way out of fn (return, pthread_exit, cancellation, an exception
+ * unwinding through it) gives up what the run holds here: the run
+ * context, the slot, the shared mode's busy flag, the references.
+ * cx_context_run takes care of leaving the context; the cleanup handlers
+ * below (pthread_cleanup_push) take care of the rest.
+ */
+#include <stddef.h>
+
+#include "context.h"
+
+/* The shared mode's serialiser (allocated only with CX_BIND_SHARED). */
+struct serial {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool busy;        /* under mu: a run holds the context */
+    unsigned waiters; /* under mu: callers sleeping on cv */
+    pthread_t runner; /* under mu, valid while busy */
+    cx_context ctx;   /* the capture, the one context every run enters
+                         (embedded, private: one runner at a time) */
+};
+
+struct cx_callback {
+    cx__ref ref;
+    unsigned flags;
+    unsigned slot_busy; /* default mode: 1 while a run uses `slot` */
+    void *(*fn)(void *);
+    void *arg;
+    cx__node *root; /* default mode: the capture, a map reference (owned;
+                       never changes); shared mode: NULL */
+    union {
+        cx_context slot;  /* default mode: a run's context */
+        struct serial sh; /* CX_BIND_SHARED */
+    } u;
+};
+
+/* Each mode allocates only its part of the union. */
+#define DEFAULT_SIZE (offsetof(struct cx_callback, u) + sizeof(cx_context))
+#define SHARED_SIZE (offsetof(struct cx_callback, u) + sizeof(struct serial))
+
+/* The capture itself: *root receives a reference to the current
+ * context's map (NULL: empty), O(1). Every capture of cx_bind goes
+ * through here, so that leaving CX_VAR_LOCAL variables out (SPEC 5.4) is
+ * a change of this one function; it may then allocate, hence the status
+ * (0 or CX_ENOMEM, nothing held on failure). The calling thread runs in
+ * its current context, so the snapshot takes no lock. */
+static int capture_into(cx__node **root)
+{
+    const cx__tstate *st = cx__tstate_cur();
+    *root = st != NULL && st->cur != NULL ? cx__context_snapshot(st->cur) : NULL;
+    return 0;
+}
+
+int cx_bind(cx_callback **out, void *(*fn)(void *), void *arg, unsigned flags)
+{
+    if (out == NULL || fn == NULL || (flags & ~CX_BIND_SHARED) != 0)
+        return CX_EINVAL;
+    bool shared = (flags & CX_BIND_SHARED) != 0;
+    cx_callback *cb = cx__malloc(shared ? SHARED_SIZE : DEFAULT_SIZE);
+    if (cb == NULL)
+        return CX_ENOMEM;
+    if (shared) {
+        if (pthread_mutex_init(&cb->u.sh.mu, NULL) != 0) {
+            cx__free(cb);
+            return CX_ENOMEM;
+        }
+        if (pthread_cond_init(&cb->u.sh.cv, NULL) != 0) {
+            pthread_mutex_destroy(&cb->u.sh.mu);
+            cx__free(cb);
+            return CX_ENOMEM;
+        }
+        cb->u.sh.busy = false;
+        cb->u.sh.waiters = 0;
+    }
+    /* Last, once nothing else can fail. */
+    cx__node *root;
+    int rc = capture_into(&root);
+    if (rc != 0) {
+        if (shared) {
+            pthread_cond_destroy(&cb->u.sh.cv);
+            pthread_mutex_destroy(&cb->u.sh.mu);
+        }
+        cx__free(cb);
+        return rc;
+    }
+    if (shared) {
+        cb->root = NULL;
+        cx__context_embed(&cb->u.sh.ctx, root);
+    } else {
+        cb->root = root;
+    }
+    cx__ref_init(&cb->ref);
+    cb->flags = flags;
+    cb->slot_busy = 0;
+    cb->fn = fn;
+    cb->arg = arg;
+    /* Publishes the callback (and whatever the caller wrote before
+     * binding, e.g. fn's argument) to every run. A run can only start
+     * after cx_bind returned and the pointer travelled through some
+     * executor; that executor's own synchronisation (a futex-based queue,
+     * an atomic ring) may be invisible to race detectors: this handoff is
+     * announced here and taken in each run (bind -> run). */
+    CX__HAPPENS_BEFORE(&cb->fn);
+    *out = cb;
+    return 0;
+}
+
+cx_callback *cx_callback_retain(cx_callback *cb)
+{
+    if (cb != NULL)
+        cx__ref_inc(&cb->ref);
+    return cb;
+}
+
+void cx_callback_release(cx_callback *cb)
+{
+    /* cx__ref_dec orders every holder's writes (runs' included) before the
+     * teardown, with its fences and race-detector annotations. */
+    if (cb == NULL || !cx__ref_dec(&cb->ref))
+        return;
+    /* Destroy callbacks of owned values may run here, in this thread. */
+    if (cb->flags & CX_BIND_SHARED) {
+        cx_context_release(&cb->u.sh.ctx); /* embedded: frees nothing */
+        pthread_cond_destroy(&cb->u.sh.cv);
+        pthread_mutex_destroy(&cb->u.sh.mu);
+    } else {
+        cx__map_release(cb->root);
+    }
+    cx__free(cb);
+}
+
+/* ------------------------------------------------------------ default mode */
+
+/* What a default run holds until it ends, however it ends. */
+struct copy_run {
+    cx_context *ctx;  /* the run's context (a reference) */
+    cx_callback *ref; /* a reference to release at the end, or NULL */
+    cx_callback *slot_of; /* ctx is this callback's slot, or NULL */
+};
+
+/* The end of a default run, however it ends (a cleanup handler).
+ * p: the run's struct copy_run, whose references it drops. */
+static void copy_run_end(void *p)
+{
+    struct copy_run *r = p;
+    /* Drops the map reference and whatever the run wrote (destroy
+     * callbacks run here, in this thread). cx_context_run has left ctx by
+     * now, and holds no reference to it any more. */
+    cx_context_release(r->ctx);
+    if (r->slot_of != NULL) {
+        /* The slot's teardown is visible to the next run that claims it
+         * (its compare-and-swap, then CX__HAPPENS_AFTER). */
+        CX__HAPPENS_BEFORE(&r->slot_of->slot_busy);
+        ck_pr_fence_release();
+        ck_pr_store_uint(&r->slot_of->slot_busy, 0);
+    }
+    cx_callback_release(r->ref);
+}
+
+/* fn(arg) in a private copy of the capture. own: a reference to release
+ * when the run ends (consumed), or NULL. cb is borrowed; if the run is not
+ * in cb's slot, it is not touched once fn is called. */
+static int run_copy(cx_callback *cb, void **result, cx_callback *own)
+{
+    struct copy_run r = {.ref = own};
+    void *(*fn)(void *) = cb->fn;
+    void *arg = cb->arg;
+    int rc;
+    /* The capture never changes in default mode: reading it needs no
+     * lock. The reference taken here makes the map shared, so the run's
+     * sets never update it in place. */
+    cx__node *root = cb->root;
+    cx__map_retain(root);
+    if (ck_pr_cas_uint(&cb->slot_busy, 0, 1)) {
+        /* The previous user of the slot is done with it. */
+        ck_pr_fence_acquire();
+        CX__HAPPENS_AFTER(&cb->slot_busy);
+        r.ctx = cx__context_embed(&cb->u.slot, root);
+        r.slot_of = cb;
+        if (r.ref == NULL)
+            r.ref = cx_callback_retain(cb);
+    } else {
+        r.ctx = cx__context_with_root(root); /* consumes root */
+        if (r.ctx == NULL) {
+            cx_callback_release(own);
+            return CX_ENOMEM;
+        }
+    }
+    pthread_cleanup_push(copy_run_end, &r);
+    rc = cx_context_run(r.ctx, fn, arg, result);
+    pthread_cleanup_pop(1);
+    return rc;
+}
+
+/* ------------------------------------------------------------- shared mode */
+
+/* The end of a shared run, however it ends. p: where the run's reference
+ * to the callback (consumed) is. */
+static void shared_run_end(void *p)
+{
+    cx_callback *cb = *(cx_callback **)p;
+    struct serial *s = &cb->u.sh;
+    pthread_mutex_lock(&s->mu);
+    s->busy = false;
+    /* One waiter is enough: each waits for !busy and, woken, takes it. */
+    if (s->waiters > 0)
+        pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    cx_callback_release(cb);
+}
+
+/* fn(arg) in the capture itself, one run at a time. own: as run_copy. */
+static int run_shared(cx_callback *cb, void **result, cx_callback *own)
+{
+    struct serial *s = &cb->u.sh;
+    pthread_t self = pthread_self();
+    pthread_mutex_lock(&s->mu);
+    if (s->busy && pthread_equal(s->runner, self)) {
+        /* A run of cb from inside its own run: it would wait for itself. */
+        pthread_mutex_unlock(&s->mu);
+        cx_callback_release(own);
+        return CX_EBUSY;
+    }
+    if (s->busy) {
+        /* Waiting for our turn is taking a lock, not a cancellation point
+         * (pthread_mutex_lock is not one either): a cancel is acted upon
+         * at the next cancellation point, in fn or after the run. That
+         * keeps the wait free of cleanup, and valgrind's thread checkers
+         * do not follow a cancelled pthread_cond_wait. */
+        int old;
+        pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
+        s->waiters++;
+        do
+            pthread_cond_wait(&s->cv, &s->mu);
+        while (s->busy);
+        s->waiters--;
+        pthread_setcancelstate(old, NULL);
+    }
+    s->busy = true;
+    s->runner = self;
+    pthread_mutex_unlock(&s->mu);
+
+    /* Our turn: nobody else enters s->ctx until busy is cleared, so
+     * cx_context_run cannot see CX_EBUSY from another run. The run's own
+     * reference (fn may drop the caller's) is invoke's, if it gave one. */
+    cx_callback *ref = own != NULL ? own : cx_callback_retain(cb);
+    int rc;
+    /* (By address: a constant, which setjmp-based cleanup can keep.) */
+    pthread_cleanup_push(shared_run_end, &ref);
+    rc = cx_context_run(&s->ctx, cb->fn, cb->arg, result);
+    pthread_cleanup_pop(1);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- running */
+
+int cx_callback_run(cx_callback *cb, void **result)
+{
+    if (cb == NULL)
+        return CX_EINVAL;
+    CX__HAPPENS_AFTER(&cb->fn); /* bind -> run, see cx_bind */
+    if (cb->flags & CX_BIND_SHARED)
+        return run_shared(cb, result, NULL);
+    return run_copy(cb, result, NULL);
+}
+
+void cx_callback_invoke(void *p)
+{
+    cx_callback *cb = p;
+    if (cb == NULL)
+        return;
+    /* The run releases the reference handed over with cb when it ends, on
+     * every way out (also when it could not run: out of memory for this
+     * thread's state, or a shared callback invoked from its own run). */
+    CX__HAPPENS_AFTER(&cb->fn); /* bind -> run, see cx_bind */
+    if (cb->flags & CX_BIND_SHARED)
+        (void)run_shared(cb, NULL, cb);
+    else
+        (void)run_copy(cb, NULL, cb);
+}
