@@ -5,6 +5,11 @@
 #                     runs them, prints every figure then the SPEC section 4
 #                     ratios (name<TAB>value<TAB>unit), and keeps the output
 #                     in $(B)/bench.txt; the verdict per target goes to stderr.
+#   make bench-icount instructions per operation (set+reset, copy+release,
+#                     run no-op, get hit, ...) counted by callgrind beside a
+#                     malloc(48)+free pair and an atomic inc+dec pair, with
+#                     the SPEC section 5.5 instruction targets; kept in
+#                     $(B)/bench/icount/icount.txt (method: bench_icount.c).
 #   make bench-plot   draws $(B)/bench.png from $(B)/bench.txt with gnuplot
 #                     (running the benchmarks first if that file is missing
 #                     or older than the programs).
@@ -31,7 +36,7 @@ BENCH_PROGS   := $(BENCH_B)/bench_core $(if $(BENCH_HAVE_POOL),$(BENCH_B)/bench_
                  $(BENCH_B)/bench_mem
 BENCH_BINS    := $(BENCH_PROGS) $(BENCH_B)/bench_report
 
-.PHONY: bench bench-plot bench-build bench-run
+.PHONY: bench bench-plot bench-build bench-run bench-icount
 
 bench:
 	@$(BENCH_DEPS)
@@ -71,6 +76,17 @@ $(BENCH_B)/bench_pool: bench/bench_pool.c bench/bench.h include/cxvars.h include
 	@mkdir -p $(@D)
 	$(CC) $(BENCH_CFLAGS) $$(pkg-config --cflags glib-2.0) $< -o $@ $(BENCH_LDFLAGS) \
 	  -lcxvars $$(pkg-config --libs glib-2.0) -lpthread
+
+# Linked statically (see bench_icount.c: it switches the race-detector
+# announcements off, as they are natively).
+$(BENCH_B)/bench_icount: bench/bench_icount.c include/cxvars.h $(STATIC_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(BENCH_CFLAGS) $< -o $@ $(LDFLAGS_ALL) $(STATIC_LIB) $(LDLIBS)
+
+bench-icount:
+	@sh tools/deps.sh valgrind
+	@$(MAKE) --no-print-directory $(BENCH_B)/bench_icount
+	@sh bench/icount.sh $(BENCH_B)/bench_icount $(BENCH_B)/icount
 
 $(BENCH_B)/bench_report: bench/bench_report.c bench/bench.h
 	@mkdir -p $(@D)
