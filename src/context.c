@@ -276,24 +276,17 @@ int cx_context_exit(cx_context *ctx)
 
 /* --- mapping reads. The owner reads its root directly; anyone else looks
  * up under the lock and copies the value out before unlocking (the owner
- * may release the binding right after). No reference is taken. */
+ * may release the value right after). No reference is taken. */
 
 static bool lookup(const cx_context *ctx, const cx_var *var, void **value)
 {
     cx_context *c = (cx_context *)ctx;
-    const cx__binding *b;
-    if (is_owner(ctx)) {
-        b = cx__map_find(c->root, var);
-        if (b != NULL)
-            *value = b->value;
-        return b != NULL;
-    }
+    if (is_owner(ctx))
+        return cx__map_get(c->root, var, value);
     pthread_mutex_lock(&c->lock);
-    b = cx__map_find(c->root, var);
-    if (b != NULL)
-        *value = b->value;
+    bool found = cx__map_get(c->root, var, value);
     pthread_mutex_unlock(&c->lock);
-    return b != NULL;
+    return found;
 }
 
 int cx_context_get(const cx_context *ctx, const cx_var *var, void **out)

@@ -34,7 +34,7 @@ static inline void cx__cache_fill(cx__cache_entry *e, const cx_var *var, uint64_
  * allocator fails. CX_WITH runs its block only once the reserve covers it
  * (token.c). */
 #define CX__RESERVE_BLOCKS (CX__HAMT_MAX_DEPTH + 2)
-#define CX__RESERVE_BLOCK_BYTES CX__NODE_BYTES(32)
+#define CX__RESERVE_BLOCK_BYTES CX__NODE_MAX_BYTES
 #define CX__WITH_COVERED 8
 #define CX__RESERVE_MAX (CX__RESERVE_BLOCKS * (CX__WITH_COVERED + 1))
 
@@ -90,4 +90,8 @@ static inline unsigned cx__reserve_target(unsigned open)
 /* Tops st's reserve up to `target` blocks; a failed allocation just leaves
  * it short. */
 CX__HIDDEN void cx__reserve_fill(cx__tstate *st, unsigned target);
+/* Memory for a map node when the allocator said no: a block from the
+ * calling thread's reset reserve while a reset is under way
+ * (reserve_armed), or NULL. */
+CX__HIDDEN void *cx__reserve_take(size_t size);
 #endif
