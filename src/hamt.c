@@ -459,10 +459,125 @@ static cx__hamt_set_result node_set(cx__node *n, bool own, unsigned shift, upd *
     return bitmap_set(n, own, shift, u, out);
 }
 
+/* ========================================================== fast paths
+ * The common updates of a context's owner, without recursion: every node
+ * on the path is owned (count 1) and nothing is allocated, freed, split or
+ * collapsed. They return TRY_GENERAL, having changed nothing, whenever
+ * anything else is needed. */
+
+enum { TRY_GENERAL = -2 };
+
+/* Replaces the key's entry in place, or adds it into a spare entry of the
+ * node its chunk lands in. */
+static int set_in_place(cx__node *n, const cx__entry *ent, uint32_t hash, cx__entry *old)
+{
+    cx__node *path[CX__HAMT_MAX_DEPTH];
+    unsigned depth = 0;
+    for (unsigned shift = 0;; shift += 5) {
+        if (n->kind != K_BITMAP || !cx__ref_unique(&n->ref))
+            return TRY_GENERAL;
+        path[depth++] = n;
+        uint32_t bit = 1u << chunk(hash, shift);
+        uint32_t idx = slot_index(n->bits, bit);
+        if (!(n->bits & bit)) {
+            if (n->count == n->cap)
+                return TRY_GENERAL;
+            memmove(&n->e[idx + 1], &n->e[idx], (n->count - idx) * sizeof(n->e[0]));
+            n->e[idx] = *ent;
+            n->bits |= bit;
+            n->count++;
+            for (unsigned i = 0; i < depth; i++)
+                path[i]->size++;
+            return CX__HAMT_ADDED;
+        }
+        cx__entry *e = &n->e[idx];
+        if (e->key == ent->key) {
+            *old = *e; /* the node's reference moves to the caller */
+            *e = *ent;
+            return CX__HAMT_REPLACED;
+        }
+        if (!is_link(e))
+            return TRY_GENERAL; /* a split */
+        n = link_node(e);
+    }
+}
+
+/* Removes the key's entry in place when its node stays a valid node: the
+ * root with another entry left, or a deeper node left with two entries or
+ * with a link (so nothing collapses). */
+static int del_in_place(cx__node *n, const void *key, uint32_t hash, cx__entry *old)
+{
+    cx__node *path[CX__HAMT_MAX_DEPTH];
+    unsigned depth = 0;
+    for (unsigned shift = 0;; shift += 5) {
+        if (n->kind != K_BITMAP)
+            return TRY_GENERAL;
+        uint32_t bit = 1u << chunk(hash, shift);
+        if (!(n->bits & bit))
+            return CX__HAMT_ABSENT;
+        if (!cx__ref_unique(&n->ref))
+            return TRY_GENERAL;
+        path[depth++] = n;
+        uint32_t idx = slot_index(n->bits, bit);
+        cx__entry *e = &n->e[idx];
+        if (is_link(e)) {
+            n = link_node(e);
+            continue;
+        }
+        if (e->key != key)
+            return CX__HAMT_ABSENT;
+        bool keeps = shift == 0 ? n->count >= 2
+                                : n->count >= 3 || (n->count == 2 && is_link(&n->e[1 - idx]));
+        if (!keeps)
+            return TRY_GENERAL;
+        *old = *e; /* the node's reference moves to the caller */
+        memmove(&n->e[idx], &n->e[idx + 1], (n->count - idx - 1) * sizeof(n->e[0]));
+        n->count--;
+        n->bits &= ~bit;
+        for (unsigned i = 0; i < depth; i++)
+            path[i]->size--;
+        return CX__HAMT_REMOVED;
+    }
+}
+
+/* ========================================================== entry points */
+
+/* The general paths are kept out of line so that the fast ones stay cheap
+ * to call (no frame to save the registers the recursion needs). */
+static __attribute__((noinline)) cx__hamt_set_result
+set_general(cx__node **rootp, const cx__entry *e, uint32_t hash, const cx__hamt_ops *ops,
+            cx__entry *old, cx__hamt_garbage *g);
+static __attribute__((noinline)) cx__hamt_del_result
+del_general(cx__node **rootp, const void *key, uint32_t hash, const cx__hamt_ops *ops,
+            cx__entry *old, cx__hamt_garbage *g);
+
 cx__hamt_set_result cx__hamt_set(cx__node **rootp, const cx__entry *e, uint32_t hash,
-                               const cx__hamt_ops *ops, cx__entry *old, cx__hamt_garbage *g)
+                                 const cx__hamt_ops *ops, cx__entry *old, cx__hamt_garbage *g)
 {
     CX__ASSERT(e->key != NULL);
+    if (*rootp != NULL) {
+        int fast = set_in_place(*rootp, e, hash, old);
+        if (fast != TRY_GENERAL)
+            return (cx__hamt_set_result)fast;
+    }
+    return set_general(rootp, e, hash, ops, old, g);
+}
+
+cx__hamt_del_result cx__hamt_del(cx__node **rootp, const void *key, uint32_t hash,
+                                 const cx__hamt_ops *ops, cx__entry *old, cx__hamt_garbage *g)
+{
+    if (*rootp == NULL)
+        return CX__HAMT_ABSENT;
+    int fast = del_in_place(*rootp, key, hash, old);
+    if (fast != TRY_GENERAL)
+        return (cx__hamt_del_result)fast;
+    return del_general(rootp, key, hash, ops, old, g);
+}
+
+static cx__hamt_set_result set_general(cx__node **rootp, const cx__entry *e, uint32_t hash,
+                                       const cx__hamt_ops *ops, cx__entry *old,
+                                       cx__hamt_garbage *g)
+{
     upd u = {.ops = ops, .ent = *e, .key = e->key, .hash = hash, .old = old, .g = g};
     cx__node *root = *rootp, *res;
     if (root == NULL) {
@@ -626,13 +741,12 @@ static int node_del(cx__node *n, bool own, unsigned shift, upd *u, cx__entry *ou
     return bitmap_del(n, own, shift, u, out);
 }
 
-cx__hamt_del_result cx__hamt_del(cx__node **rootp, const void *key, uint32_t hash,
-                               const cx__hamt_ops *ops, cx__entry *old, cx__hamt_garbage *g)
+static cx__hamt_del_result del_general(cx__node **rootp, const void *key, uint32_t hash,
+                                       const cx__hamt_ops *ops, cx__entry *old,
+                                       cx__hamt_garbage *g)
 {
-    upd u = {.ops = ops, .key = key, .hash = hash, .old = old, .g = g};
     cx__node *root = *rootp;
-    if (root == NULL)
-        return CX__HAMT_ABSENT;
+    upd u = {.ops = ops, .key = key, .hash = hash, .old = old, .g = g};
     bool own = cx__ref_unique(&root->ref);
     cx__entry res;
     int r = node_del(root, own, 0, &u, &res);

@@ -15,6 +15,40 @@ struct cx_token {
     void *old;       /* stored word before the set, if has_old (owned) */
 };
 
+/* Token memory: this thread's cache of freed tokens first (alloc.h). */
+static inline cx_token *token_alloc(cx__tstate *st)
+{
+    if (st->ntoken_cache != 0) {
+        cx_token *t = st->token_cache;
+        st->token_cache = *(void **)t;
+        st->ntoken_cache--;
+        return t;
+    }
+    return cx__malloc(sizeof(cx_token));
+}
+
+static inline void token_free(cx_token *t)
+{
+    cx__tstate *st = cx__tstate_cur();
+    if (st != NULL && st->ntoken_cache < CX__TOKEN_CACHE && cx__caching()) {
+        *(void **)t = st->token_cache;
+        st->token_cache = t;
+        st->ntoken_cache++;
+        return;
+    }
+    cx__free(t);
+}
+
+void cx__token_cache_drain(cx__tstate *st)
+{
+    while (st->ntoken_cache != 0) {
+        void *t = st->token_cache;
+        st->token_cache = *(void **)t;
+        st->ntoken_cache--;
+        cx__free(t);
+    }
+}
+
 /* After a successful change in this thread: every cached lookup is stale,
  * except the one we know, which is written through. */
 static void cache_changed(cx__tstate *st, const cx_var *var, bool found, void *value)
@@ -38,18 +72,20 @@ int cx_var_set(cx_var *var, void *value, cx_token **tokp)
     if (!cx__stored_new(var, value, &stored))
         return CX_ENOMEM;
     cx_token *tok = NULL;
-    if (tokp != NULL && (tok = cx__malloc(sizeof(*tok))) == NULL) {
+    if (tokp != NULL && (tok = token_alloc(st)) == NULL) {
         cx__stored_discard(var, stored);
         return CX_ENOMEM;
     }
 
-    cx__garbage g = {.n = 0};
+    cx__garbage g;
+    g.n = 0; /* (an initializer would zero the whole array) */
     void *old = NULL;
     cx__owner_lock(ctx);
     cx__hamt_set_result r = cx__map_put(&ctx->root, var, stored, &old, &g);
     cx__owner_unlock(ctx);
     if (r == CX__HAMT_SET_NOMEM) {
-        cx__free(tok);
+        if (tok != NULL)
+            token_free(tok);
         cx__stored_discard(var, stored); /* the value stays the caller's */
         return CX_ENOMEM;
     }
@@ -87,7 +123,8 @@ int cx_var_reset(cx_var *var, cx_token *tok)
         return CX_ECONTEXT;
     cx_context *ctx = st->cur;
 
-    cx__garbage g = {.n = 0};
+    cx__garbage g;
+    g.n = 0; /* (an initializer would zero the whole array) */
     void *removed = NULL;
     bool displaced; /* `removed` holds a word the map let go of */
     int rc = 0;
@@ -139,8 +176,8 @@ void cx_token_release(cx_token *tok)
         return;
     if (tok->has_old)
         cx__stored_release(tok->var, tok->old);
-    cx_var_release(tok->var);
-    cx__free(tok);
+    cx__var_release(tok->var);
+    token_free(tok);
 }
 
 /* The block runs only if the set succeeded and the reserve covers the

@@ -22,6 +22,7 @@ void cx__tstate_free(cx__tstate *st)
     cx_context *base = st->base;
     for (unsigned i = 0; i < st->nreserve; i++)
         cx__free(st->reserve[i]);
+    cx__token_cache_drain(st);
     cx__free(st);
     if (base != NULL) {
         cx__leave(base);

@@ -49,6 +49,9 @@ typedef struct cx__tstate {
     cx_context *base; /* owned; created by the first set outside any run */
     bool registered;  /* registered under the key: its destructor ends the
                          state at thread exit (else cx__tstate_end_here) */
+    void *token_cache;      /* freed tokens kept for reuse (alloc.h,
+                               cx__caching), linked through their first word */
+    unsigned ntoken_cache;
     cx_context *enter_top; /* innermost context entered by cx_context_enter
                               (the enter's reference; each entered context
                               links to the one below), or NULL */
@@ -90,6 +93,9 @@ static inline unsigned cx__reserve_target(unsigned open)
 /* Tops st's reserve up to `target` blocks; a failed allocation just leaves
  * it short. */
 CX__HIDDEN void cx__reserve_fill(cx__tstate *st, unsigned target);
+/* Tokens a thread keeps for reuse, at most; freed with its state. */
+#define CX__TOKEN_CACHE 16
+CX__HIDDEN void cx__token_cache_drain(cx__tstate *st);
 /* Memory for a map node when the allocator said no: a block from the
  * calling thread's reset reserve while a reset is under way
  * (reserve_armed), or NULL. */

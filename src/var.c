@@ -57,12 +57,8 @@ const cx__hamt_ops cx__var_map_ops = {
     .free = node_free,
 };
 
-bool cx__stored_new(cx_var *var, void *value, void **stored)
+bool cx__box_new(cx_var *var, void *value, void **stored)
 {
-    if (var->destroy == NULL) {
-        *stored = value;
-        return true;
-    }
     cx__box *b = cx__malloc(sizeof(*b));
     if (b == NULL)
         return false;
@@ -79,43 +75,12 @@ void cx__stored_discard(const cx_var *var, void *stored)
         cx__free(stored);
 }
 
-void cx__stored_release(const cx_var *var, void *stored)
+void cx__box_release(cx__box *b)
 {
-    if (var->destroy == NULL)
-        return;
-    cx__box *b = stored;
     if (cx__ref_dec(&b->ref)) {
         b->destroy(b->value);
         cx__free(b);
     }
-}
-
-cx__hamt_set_result cx__map_put(cx__node **rootp, cx_var *var, void *stored, void **old,
-                                cx__garbage *g)
-{
-    cx__entry e = {var, stored}, prev;
-    cx__hamt_set_result r = cx__hamt_set(rootp, &e, var->hash, &cx__var_map_ops, &prev, g);
-    /* A replaced entry's reference to var serves the new entry (same
-     * key): only an added one takes a reference, after the fact, which is
-     * safe because the caller holds var and, if others can read the map,
-     * the lock. */
-    if (r == CX__HAMT_ADDED)
-        cx__var_retain(var);
-    else if (r == CX__HAMT_REPLACED)
-        *old = prev.value;
-    return r;
-}
-
-cx__hamt_del_result cx__map_remove(cx__node **rootp, const cx_var *var, void **old,
-                                   cx__garbage *g)
-{
-    cx__entry prev;
-    cx__hamt_del_result r = cx__hamt_del(rootp, var, var->hash, &cx__var_map_ops, &prev, g);
-    if (r == CX__HAMT_REMOVED) {
-        *old = prev.value;
-        cx_var_release(prev.key); /* never the last: the caller holds var */
-    }
-    return r;
 }
 
 typedef struct foreach_arg {
@@ -186,10 +151,12 @@ int cx_var_new(cx_var **out, const char *name, const cx_var_opts *opts)
     return 0;
 }
 
+void cx__var_free(cx_var *var) { cx__free(var); }
+
 void cx_var_release(cx_var *var)
 {
-    if (var != NULL && cx__ref_dec(&var->ref))
-        cx__free(var);
+    if (var != NULL)
+        cx__var_release(var);
 }
 
 const char *cx_var_name(const cx_var *var) { return var == NULL ? NULL : var->name; }

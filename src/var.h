@@ -20,6 +20,13 @@ struct cx_var {
 };
 
 static inline void cx__var_retain(cx_var *v) { cx__ref_inc(&v->ref); }
+/* cx_var_release, inline (var.c frees the variable after the last). */
+CX__HIDDEN void cx__var_free(cx_var *v);
+static inline void cx__var_release(cx_var *v)
+{
+    if (cx__ref_dec(&v->ref))
+        cx__var_free(v);
+}
 
 /* Test-only: force the hash of a variable that is bound nowhere yet, to
  * build exact map shapes (collisions, depth 8). */
@@ -48,13 +55,26 @@ static inline void *cx__stored_value(const cx_var *var, void *stored)
 }
 /* The word to store for value: value itself, or a new box owning it. false
  * on ENOMEM (value stays the caller's). */
-CX__HIDDEN bool cx__stored_new(cx_var *var, void *value, void **stored);
+CX__HIDDEN bool cx__box_new(cx_var *var, void *value, void **stored);
+static inline bool cx__stored_new(cx_var *var, void *value, void **stored)
+{
+    if (var->destroy == NULL) {
+        *stored = value;
+        return true;
+    }
+    return cx__box_new(var, value, stored);
+}
 /* Frees a new box that never entered a map, without destroying its value
  * (a failed set). No-op for a plain variable. */
 CX__HIDDEN void cx__stored_discard(const cx_var *var, void *stored);
 /* Drops one reference to a stored word's box (destroy may run: call it
  * outside any lock). No-op for a plain variable. */
-CX__HIDDEN void cx__stored_release(const cx_var *var, void *stored);
+CX__HIDDEN void cx__box_release(cx__box *b);
+static inline void cx__stored_release(const cx_var *var, void *stored)
+{
+    if (var->destroy != NULL)
+        cx__box_release(stored);
+}
 /* A new reference to a stored word's box. No-op for a plain variable. */
 static inline void cx__stored_retain(const cx_var *var, void *stored)
 {
@@ -71,7 +91,8 @@ typedef cx__hamt_garbage cx__garbage;
 /* Releases what an update displaced (destroy callbacks may run). */
 static inline void cx__garbage_release(cx__garbage *g)
 {
-    cx__hamt_garbage_release(g, &cx__var_map_ops);
+    if (g->n != 0)
+        cx__hamt_garbage_release(g, &cx__var_map_ops);
 }
 static inline void cx__map_release(cx__node *root) { cx__hamt_release(root, &cx__var_map_ops); }
 static inline void cx__map_retain(cx__node *root) { cx__hamt_retain(root); }
@@ -99,13 +120,35 @@ static inline bool cx__map_get(const cx__node *root, const cx_var *var, void **v
  * *old receives the stored word that was replaced, with its box reference
  * (now the caller's). Nodes to release later go to g. NOMEM changes
  * nothing. The caller holds the context's lock if it has one. */
-CX__HIDDEN cx__hamt_set_result cx__map_put(cx__node **rootp, cx_var *var, void *stored,
-                                           void **old, cx__garbage *g);
+static inline cx__hamt_set_result cx__map_put(cx__node **rootp, cx_var *var, void *stored,
+                                              void **old, cx__garbage *g)
+{
+    cx__entry e = {var, stored}, prev;
+    cx__hamt_set_result r = cx__hamt_set(rootp, &e, var->hash, &cx__var_map_ops, &prev, g);
+    /* A replaced entry's reference to var serves the new entry (same
+     * key): only an added one takes a reference, after the fact, which is
+     * safe because the caller holds var and, if others can read the map,
+     * the lock. */
+    if (r == CX__HAMT_ADDED)
+        cx__var_retain(var);
+    else if (r == CX__HAMT_REPLACED)
+        *old = prev.value;
+    return r;
+}
 /* Unbinds var. On CX__HAMT_REMOVED, *old receives the removed stored word,
  * with its box reference (now the caller's); the map's reference to var
  * is dropped (never the last one: the caller holds var). */
-CX__HIDDEN cx__hamt_del_result cx__map_remove(cx__node **rootp, const cx_var *var, void **old,
-                                              cx__garbage *g);
+static inline cx__hamt_del_result cx__map_remove(cx__node **rootp, const cx_var *var,
+                                                 void **old, cx__garbage *g)
+{
+    cx__entry prev;
+    cx__hamt_del_result r = cx__hamt_del(rootp, var, var->hash, &cx__var_map_ops, &prev, g);
+    if (r == CX__HAMT_REMOVED) {
+        *old = prev.value;
+        cx__var_release(prev.key); /* never the last: the caller holds var */
+    }
+    return r;
+}
 
 /* Calls fn(var, value, arg) for every binding (both borrowed); stops at the
  * first non-zero return and returns it. */
