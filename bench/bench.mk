@@ -3,7 +3,7 @@
 #
 #   make bench        builds the shared library and the benchmark programs,
 #                     runs them, prints every figure then the SPEC section 4
-#                     ratios (name<TAB>value<TAB>unit), and keeps the output
+#                     and 5.5 ratios (name<TAB>value<TAB>unit), and keeps the output
 #                     in $(B)/bench.txt; the verdict per target goes to stderr.
 #   make bench-icount instructions per operation (set+reset, copy+release,
 #                     run no-op, get hit, ...) counted by callgrind beside a
@@ -15,8 +15,8 @@
 #                     or older than the programs).
 #
 # Knobs (environment or make variables): BENCH_JOBS (jobs per pool sample,
-# default 1000000), BENCH_REPS (repetitions per figure, default 7 for the
-# core figures and 9 for the noisier pool ones),
+# default 200000), BENCH_REPS (repetitions per figure, default 7 for the
+# core figures and 25 for the noisier pool ones),
 # BENCH_SAMPLE_MS (length of one core sample, default 12), BENCH_VERBOSE=1
 # (spread of the samples on stderr), BENCH_FILTER=name or prefix* (only
 # those figures, to profile one: e.g. with perf record on the program).
@@ -50,7 +50,7 @@ bench-build: $(SHARED_LIB) $(BENCH_BINS)
 # from all of them, come last. The whole output is kept in $(B)/bench.txt.
 bench-run:
 	@set -e; out=$(BENCH_B)/out; rm -rf $$out; mkdir -p $$out; \
-	echo "== make bench: $$(date -u '+%Y-%m-%d %H:%M UTC'), $$(nproc) CPUs, reps $${BENCH_REPS:-7 (pool 9)}, pool jobs $${BENCH_JOBS:-1000000}" >&2; \
+	echo "== make bench: $$(date -u '+%Y-%m-%d %H:%M UTC'), $$(nproc) CPUs, reps $${BENCH_REPS:-7 (pool 25)}, pool jobs $${BENCH_JOBS:-200000}" >&2; \
 	for p in $(BENCH_PROGS); do \
 	  n=$$(basename $$p); echo "== $$n" >&2; \
 	  $$p > $$out/$$n.txt; cat $$out/$$n.txt; \
