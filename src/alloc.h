@@ -40,6 +40,12 @@ static inline void cx__free(void *p)
 #ifndef CX__CACHE_BUILT
 #define CX__CACHE_BUILT 1
 #endif
+/* Frees the calling thread's cached blocks (tstate.c): cx_set_allocator
+ * does so before it switches, so that this thread never hands a cached
+ * malloc block to a program that counts its allocator's blocks. Caches of
+ * other threads are freed with whichever allocator is installed when they
+ * end (as every block: see cx_set_allocator in cxvars.h). */
+CX__HIDDEN void cx__caches_drain_here(void);
 /* True while the allocator is malloc/free (cx_set_allocator keeps it). */
 extern CX__HIDDEN bool cx__allocator_is_default;
 #if CX__CACHE_BUILT

@@ -18,7 +18,7 @@ struct cx_token {
 /* Token memory: this thread's cache of freed tokens first (alloc.h). */
 static inline cx_token *token_alloc(cx__tstate *st)
 {
-    if (st->ntoken_cache != 0) {
+    if (st->ntoken_cache != 0 && cx__caching()) {
         cx_token *t = st->token_cache;
         st->token_cache = *(void **)t;
         st->ntoken_cache--;

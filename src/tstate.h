@@ -52,6 +52,8 @@ typedef struct cx__tstate {
     void *token_cache;      /* freed tokens kept for reuse (alloc.h,
                                cx__caching), linked through their first word */
     unsigned ntoken_cache;
+    void *ctx_cache;        /* freed contexts, the same way */
+    unsigned nctx_cache;
     cx_context *enter_top; /* innermost context entered by cx_context_enter
                               (the enter's reference; each entered context
                               links to the one below), or NULL */
@@ -96,6 +98,14 @@ CX__HIDDEN void cx__reserve_fill(cx__tstate *st, unsigned target);
 /* Tokens a thread keeps for reuse, at most; freed with its state. */
 #define CX__TOKEN_CACHE 16
 CX__HIDDEN void cx__token_cache_drain(cx__tstate *st);
+/* Context memory (sizeof(cx_context)) through this thread's cache of
+ * freed contexts (alloc.h, cx__caching): cx_copy_context + release
+ * without a malloc+free pair. */
+#define CX__CONTEXT_CACHE 16
+CX__HIDDEN void *cx__context_mem_alloc(void);
+CX__HIDDEN void cx__context_mem_free(void *p);
+/* Frees the blocks st's caches hold (with the installed allocator). */
+CX__HIDDEN void cx__caches_drain(cx__tstate *st);
 /* Memory for a map node when the allocator said no: a block from the
  * calling thread's reset reserve while a reset is under way
  * (reserve_armed), or NULL. */
