@@ -46,9 +46,10 @@ $(FUZZ_REPLAY): tests/fuzz/fuzz_ops.c tests/fuzz/replay.c tests/fuzz/fuzz_ops.h 
 # instrumentation too (ASan + UBSan on).
 FUZZ_LF_FLAGS := -std=c11 -D_GNU_SOURCE -DCX_CHECKED -g -O1 -Iinclude -Isrc -Itests/fuzz \
   -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
-$(FUZZ_LIBFUZZER): tests/fuzz/fuzz_ops.c tests/fuzz/fuzz_ops.h $(wildcard src/*.c src/*.h include/*.h)
+# (pool/ too: the core calls into strands, pool/strand.c.)
+$(FUZZ_LIBFUZZER): tests/fuzz/fuzz_ops.c tests/fuzz/fuzz_ops.h $(wildcard src/*.c src/*.h pool/*.c pool/*.h include/*.h)
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(FUZZ_LF_FLAGS) $(wildcard src/*.c) tests/fuzz/fuzz_ops.c -o $@ $(LDLIBS)
+	$(FUZZ_CC) $(FUZZ_LF_FLAGS) $(wildcard src/*.c pool/*.c) tests/fuzz/fuzz_ops.c -o $@ $(LDLIBS)
 
 $(FUZZ_GEN): tests/fuzz/gen_corpus.c tests/fuzz/fuzz_ops.h
 	@mkdir -p $(@D)
