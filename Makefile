@@ -43,16 +43,19 @@ BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -g $(OPT) $(WARN) -Iinclude -Isrc
 LIB_CFLAGS  := -fPIC -fvisibility=hidden -fno-semantic-interposition -fexceptions
 LDLIBS      := -lck -lpthread
 
+# Sanitizer builds are checked builds too: CX__ASSERT invariants (src/check.h)
+# abort on violation.
 ifeq ($(SAN),asan)
 # clang's runtime: gcc 12's libasan reports a false stack-buffer-overflow in
 # its own sigaltstack call when a thread is cancelled and unwinds through a
 # cleanup frame (cx_context_run, the thread trampoline).
 CC          := clang
-SAN_FLAGS   := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+SAN_FLAGS   := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer \
+               -DCX_CHECKED
 endif
 ifeq ($(SAN),tsan)
 CC          := clang
-SAN_FLAGS   := -fsanitize=thread -fno-omit-frame-pointer
+SAN_FLAGS   := -fsanitize=thread -fno-omit-frame-pointer -DCX_CHECKED
 endif
 CFLAGS_ALL  := $(BASE_CFLAGS) $(SAN_FLAGS) $(CFLAGS)
 # Sanitizer runtimes are linked into programs, not shared libraries.

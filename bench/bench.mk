@@ -3,15 +3,20 @@
 #
 #   make bench        builds the shared library and the benchmark programs,
 #                     runs them, prints every figure then the SPEC section 4
-#                     ratios (name<TAB>value<TAB>unit), and keeps the output
+#                     and 5.5 ratios (name<TAB>value<TAB>unit), and keeps the output
 #                     in $(B)/bench.txt; the verdict per target goes to stderr.
+#   make bench-icount instructions per operation (set+reset, copy+release,
+#                     run no-op, get hit, ...) counted by callgrind beside a
+#                     malloc(48)+free pair and an atomic inc+dec pair, with
+#                     the SPEC section 5.5 instruction targets; kept in
+#                     $(B)/bench/icount/icount.txt (method: bench_icount.c).
 #   make bench-plot   draws $(B)/bench.png from $(B)/bench.txt with gnuplot
 #                     (running the benchmarks first if that file is missing
 #                     or older than the programs).
 #
 # Knobs (environment or make variables): BENCH_JOBS (jobs per pool sample,
-# default 1000000), BENCH_REPS (repetitions per figure, default 7 for the
-# core figures and 9 for the noisier pool ones),
+# default 200000), BENCH_REPS (repetitions per figure, default 7 for the
+# core figures and 25 for the noisier pool ones),
 # BENCH_SAMPLE_MS (length of one core sample, default 12), BENCH_VERBOSE=1
 # (spread of the samples on stderr), BENCH_FILTER=name or prefix* (only
 # those figures, to profile one: e.g. with perf record on the program).
@@ -31,7 +36,7 @@ BENCH_PROGS   := $(BENCH_B)/bench_core $(if $(BENCH_HAVE_POOL),$(BENCH_B)/bench_
                  $(BENCH_B)/bench_mem
 BENCH_BINS    := $(BENCH_PROGS) $(BENCH_B)/bench_report
 
-.PHONY: bench bench-plot bench-build bench-run
+.PHONY: bench bench-plot bench-build bench-run bench-icount
 
 bench:
 	@$(BENCH_DEPS)
@@ -45,7 +50,7 @@ bench-build: $(SHARED_LIB) $(BENCH_BINS)
 # from all of them, come last. The whole output is kept in $(B)/bench.txt.
 bench-run:
 	@set -e; out=$(BENCH_B)/out; rm -rf $$out; mkdir -p $$out; \
-	echo "== make bench: $$(date -u '+%Y-%m-%d %H:%M UTC'), $$(nproc) CPUs, reps $${BENCH_REPS:-7 (pool 9)}, pool jobs $${BENCH_JOBS:-1000000}" >&2; \
+	echo "== make bench: $$(date -u '+%Y-%m-%d %H:%M UTC'), $$(nproc) CPUs, reps $${BENCH_REPS:-7 (pool 25)}, pool jobs $${BENCH_JOBS:-200000}" >&2; \
 	for p in $(BENCH_PROGS); do \
 	  n=$$(basename $$p); echo "== $$n" >&2; \
 	  $$p > $$out/$$n.txt; cat $$out/$$n.txt; \
@@ -71,6 +76,17 @@ $(BENCH_B)/bench_pool: bench/bench_pool.c bench/bench.h include/cxvars.h include
 	@mkdir -p $(@D)
 	$(CC) $(BENCH_CFLAGS) $$(pkg-config --cflags glib-2.0) $< -o $@ $(BENCH_LDFLAGS) \
 	  -lcxvars $$(pkg-config --libs glib-2.0) -lpthread
+
+# Linked statically (see bench_icount.c: it switches the race-detector
+# announcements off, as they are natively).
+$(BENCH_B)/bench_icount: bench/bench_icount.c include/cxvars.h $(STATIC_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(BENCH_CFLAGS) $< -o $@ $(LDFLAGS_ALL) $(STATIC_LIB) $(LDLIBS)
+
+bench-icount:
+	@sh tools/deps.sh valgrind
+	@$(MAKE) --no-print-directory $(BENCH_B)/bench_icount
+	@sh bench/icount.sh $(BENCH_B)/bench_icount $(BENCH_B)/icount
 
 $(BENCH_B)/bench_report: bench/bench_report.c bench/bench.h
 	@mkdir -p $(@D)

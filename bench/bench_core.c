@@ -1,6 +1,7 @@
 /* bench_core.c - speed of the core API (get, set/reset, copy, run, CX_WITH)
  * beside its anchors (a TLS read, pthread_getspecific, malloc+free of 48
- * bytes), all in one process, linked against the shared library.
+ * bytes, an atomic increment+decrement pair), all in one process, linked
+ * against the shared library.
  *
  * Method
  *  - Every figure is a loop of `iters` operations timed with
@@ -100,6 +101,20 @@ static double body_malloc(fig *f, uint64_t n)
         void *p = malloc(48);
         BENCH_SINK(p); /* escapes: the pair cannot be elided */
         free(p);
+    }
+    return (double)(bench_now_ns() - t0) / (double)n;
+}
+
+/* The anchor of run (SPEC 5.5): a locked increment and decrement of one
+ * word, what claiming and releasing a context cost at the least. */
+static unsigned atomic_word;
+static double body_atomic_pair(fig *f, uint64_t n)
+{
+    (void)f;
+    uint64_t t0 = bench_now_ns();
+    for (uint64_t i = 0; i < n; i++) {
+        __atomic_fetch_add(&atomic_word, 1, __ATOMIC_RELAXED);
+        __atomic_fetch_sub(&atomic_word, 1, __ATOMIC_RELEASE);
     }
     return (double)(bench_now_ns() - t0) / (double)n;
 }
@@ -359,6 +374,7 @@ int main(void)
     add("tls_read_ns", body_tls, l10, NULL);
     add("pthread_getspecific_ns", body_getspecific, l10, NULL);
     add("malloc_free_ns", body_malloc, l10, NULL);
+    add("atomic_pair_ns", body_atomic_pair, l10, NULL);
     for (unsigned k = 0; k < NN; k++) {
         snprintf(nm, sizeof(nm), "get_hit_ns@%u", kN[k]);
         add(nm, body_get, k, vars[kN[k] / 2]);

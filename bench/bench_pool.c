@@ -3,14 +3,18 @@
  * against GThreadPool carrying K pthread keys by hand.
  *
  * Workload of every figure: one submitting thread pushes BENCH_JOBS jobs
- * (default 1,000,000) into a pool of 2 worker threads, then waits until all
+ * into a pool of 2 worker threads, then waits until all
  * have run; the figure is (elapsed time) / jobs, from the first submit to
  * the wake-up after the last job. Jobs are fire-and-forget (no futures):
  * each job counts its completion in a shared atomic counter and the job
  * that completes the last one posts a semaphore the submitter waits on.
  * The same completion scheme is used for every pool.
  *
- * Figures (median of BENCH_REPS interleaved repetitions, default 9):
+ * Figures (median of BENCH_REPS interleaved repetitions, default 25, of
+ * BENCH_JOBS jobs each, default 200,000: many short samples taken in
+ * turn, so that a burst of load from elsewhere hits every figure alike and
+ * the median rides over it; each figure is followed by name_spread, the
+ * interquartile range of its samples divided by their median):
  *   pool_job_ns             cx_pool_submit from a context holding 1
  *                           variable (the job does not read it)
  *   pool_job_noprop_ns      cx_pool_submit_in(NULL): a fresh empty context
@@ -18,6 +22,10 @@
  *                           of a scope that is never cancelled and has no
  *                           deadline (SPEC 5.5: <= 1.05 x pool_job_ns)
  *   gthreadpool_job_ns      GThreadPool (2 exclusive threads)
+ *   pool_job_busy_ns        pool_job_ns while a spinning thread of the
+ *                           benchmark keeps one CPU busy (SPEC 5.5: the
+ *                           pool must keep its lead when a CPU is taken)
+ *   gthreadpool_job_busy_ns gthreadpool_job_ns, the same spinner running
  *   manual_keys_job_ns@K    what C users write today, with GThreadPool as
  *                           the carrier: at submit the job struct is
  *                           malloc'ed and captures K pthread keys' values;
@@ -45,7 +53,7 @@
 #include "bench.h"
 #include "cxpool.h"
 
-#define MAX_REPS 31
+#define MAX_REPS 63
 #define MAX_K 64
 #define WORKERS 2
 #define GLIB_BACKLOG 65536
@@ -235,7 +243,33 @@ static double run_manual(unsigned k, unsigned long n)
 
 /* ------------------------------------------------------------ driver */
 
-enum kind { F_POOL, F_NOPROP, F_GLIB, F_MANUAL, F_VARS, F_SCOPE };
+enum kind { F_POOL, F_NOPROP, F_GLIB, F_MANUAL, F_VARS, F_POOL_BUSY, F_GLIB_BUSY, F_SCOPE };
+
+/* ------------------------------------------------------------ busy CPU */
+
+static atomic_bool spin_stop;
+static pthread_t spinner;
+
+static void *spin(void *arg)
+{
+    (void)arg;
+    unsigned long x = 0;
+    while (!atomic_load_explicit(&spin_stop, memory_order_relaxed))
+        BENCH_SINK(++x);
+    return NULL;
+}
+
+static void busy_start(void)
+{
+    atomic_store(&spin_stop, false);
+    BENCH_CHECK(pthread_create(&spinner, NULL, spin, NULL) == 0);
+}
+
+static void busy_stop(void)
+{
+    atomic_store(&spin_stop, true);
+    BENCH_CHECK(pthread_join(spinner, NULL) == 0);
+}
 
 typedef struct fig {
     char name[48];
@@ -244,7 +278,7 @@ typedef struct fig {
     double s[MAX_REPS];
 } fig;
 
-static fig figs[16];
+static fig figs[20];
 static int nfigs;
 
 static double sample(const fig *f, unsigned long n)
@@ -262,6 +296,14 @@ static double sample(const fig *f, unsigned long n)
         return run_manual(kK[f->ki], n);
     case F_VARS:
         return run_cxpool(ctx_k[f->ki], true, job_read, n);
+    case F_POOL_BUSY:
+    case F_GLIB_BUSY: {
+        busy_start();
+        double r = f->kind == F_POOL_BUSY ? run_cxpool(ctx_k[0], true, job_trivial, n)
+                                          : run_gthreadpool(n);
+        busy_stop();
+        return r;
+    }
     }
     return 0;
 }
@@ -284,10 +326,10 @@ static void *fill(void *arg)
 
 int main(void)
 {
-    unsigned long jobs = (unsigned long)bench_env_long("BENCH_JOBS", 1000000);
+    unsigned long jobs = (unsigned long)bench_env_long("BENCH_JOBS", 200000);
     /* More repetitions than the core figures: wake-ups of sleeping workers
      * make single pool samples much noisier. */
-    int reps = (int)bench_env_long("BENCH_REPS", 9);
+    int reps = (int)bench_env_long("BENCH_REPS", 25);
     if (reps > MAX_REPS)
         reps = MAX_REPS;
 
@@ -316,6 +358,8 @@ int main(void)
     add(F_NOPROP, 0, "pool_job_noprop_ns");
     add(F_SCOPE, 0, "pool_job_scope_ns");
     add(F_GLIB, 0, "gthreadpool_job_ns");
+    add(F_POOL_BUSY, 0, "pool_job_busy_ns");
+    add(F_GLIB_BUSY, 0, "gthreadpool_job_busy_ns");
     for (unsigned k = 0; k < NK; k++) {
         snprintf(nm, sizeof(nm), "manual_keys_job_ns@%u", kK[k]);
         add(F_MANUAL, k, nm);
@@ -360,7 +404,11 @@ int main(void)
                 fprintf(stderr, " %.0f", f->s[r]);
             fprintf(stderr, "\n");
         }
-        bench_print(f->name, bench_median(f->s, reps), "ns");
+        double med = bench_median(f->s, reps); /* sorts f->s */
+        bench_print(f->name, med, "ns");
+        char sp[72];
+        snprintf(sp, sizeof(sp), "%.48s_spread", f->name);
+        bench_print(sp, (f->s[(3 * reps) / 4] - f->s[reps / 4]) / med, "frac");
     }
 
     g_thread_pool_free(gpool, FALSE, TRUE);

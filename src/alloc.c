@@ -4,16 +4,20 @@
 #include <stdlib.h>
 
 cx_allocator cx__allocator = {malloc, free};
+bool cx__allocator_is_default = true;
 
 int cx_set_allocator(const cx_allocator *a)
 {
+    if (a != NULL && (a->malloc == NULL || a->free == NULL))
+        return CX_EINVAL;
+    cx__caches_drain_here();
     if (a == NULL) {
         cx__allocator.malloc = malloc;
         cx__allocator.free = free;
+        cx__allocator_is_default = true;
         return 0;
     }
-    if (a->malloc == NULL || a->free == NULL)
-        return CX_EINVAL;
     cx__allocator = *a;
+    cx__allocator_is_default = a->malloc == malloc && a->free == free;
     return 0;
 }

@@ -3,8 +3,10 @@
 #ifndef CX_ALLOC_H
 #define CX_ALLOC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
+#include "annotate.h"
 #include "cxvars.h"
 
 #define CX__HIDDEN __attribute__((visibility("hidden")))
@@ -21,5 +23,35 @@ static inline void cx__free(void *p)
     if (p != NULL)
         cx__allocator.free(p);
 }
+
+/* Per-thread caches of fixed-size blocks (tokens) save a malloc+free pair
+ * per operation. They are used only while malloc/free is the allocator
+ * (a user's allocator, and the out-of-memory walk's, sees every allocation
+ * and free as they happen) and no memory checker watches (valgrind, ASan,
+ * TSan must see each block's own life). A cached block is freed with
+ * cx__free when its thread's state ends. */
+#if defined(__SANITIZE_ADDRESS__) || defined(CX__TSAN)
+#define CX__CACHE_BUILT 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CX__CACHE_BUILT 0
+#endif
+#endif
+#ifndef CX__CACHE_BUILT
+#define CX__CACHE_BUILT 1
+#endif
+/* Frees the calling thread's cached blocks (tstate.c): cx_set_allocator
+ * does so before it switches, so that this thread never hands a cached
+ * malloc block to a program that counts its allocator's blocks. Caches of
+ * other threads are freed with whichever allocator is installed when they
+ * end (as every block: see cx_set_allocator in cxvars.h). */
+CX__HIDDEN void cx__caches_drain_here(void);
+/* True while the allocator is malloc/free (cx_set_allocator keeps it). */
+extern CX__HIDDEN bool cx__allocator_is_default;
+#if CX__CACHE_BUILT
+static inline bool cx__caching(void) { return cx__allocator_is_default && cx__detector == 0; }
+#else
+static inline bool cx__caching(void) { return false; }
+#endif
 
 #endif

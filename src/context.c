@@ -6,6 +6,17 @@
  * Each thread takes a block of ids at a time: no shared counter on the
  * copy_context path. */
 #define ID_BLOCK (1u << 16)
+
+/* The striped context locks (context.h, cx__context_lock). */
+pthread_mutex_t cx__ctx_locks[CX__CTX_LOCKS] = {
+#define CX__L4 PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, \
+               PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER
+#define CX__L16 CX__L4, CX__L4, CX__L4, CX__L4
+    CX__L16, CX__L16, CX__L16, CX__L16
+#undef CX__L16
+#undef CX__L4
+};
+_Static_assert(CX__CTX_LOCKS == 64, "the initialiser above has 64 mutexes");
 static uint64_t id_global = ID_BLOCK;
 static __thread uint64_t id_next __attribute__((tls_model("initial-exec")));
 static __thread uint64_t id_end __attribute__((tls_model("initial-exec")));
@@ -34,7 +45,7 @@ static void track_word(cx_context *ctx, bool track)
         CX__CK_UNTRACKED(&ctx->entered, sizeof(ctx->entered));
 }
 
-/* Every field but the lock. root: a map reference (consumed). */
+/* Every field. root: a map reference (consumed). */
 static cx_context *context_init(cx_context *ctx, cx__node *root, bool private_, bool embedded)
 {
     cx__ref_init(&ctx->ref);
@@ -63,15 +74,10 @@ static cx__node *current_root_ref(void)
 
 cx_context *cx_context_new(void)
 {
-    cx_context *ctx = cx__malloc(sizeof(*ctx));
+    cx_context *ctx = cx__context_mem_alloc();
     if (ctx == NULL)
         return NULL;
-    context_init(ctx, NULL, false, false);
-    if (pthread_mutex_init(&ctx->lock, NULL) != 0) {
-        cx__free(ctx);
-        return NULL;
-    }
-    return ctx;
+    return context_init(ctx, NULL, false, false);
 }
 
 cx_context *cx__context_with_root(cx__node *root)
@@ -101,8 +107,7 @@ static void context_destroy(cx_context *ctx)
     track_word(ctx, true);
     if (ctx->embedded_)
         return; /* its owner frees the storage */
-    pthread_mutex_destroy(&ctx->lock);
-    cx__free(ctx);
+    cx__context_mem_free(ctx);
 }
 
 void cx_context_release(cx_context *ctx)
@@ -156,10 +161,10 @@ cx__node *cx__context_snapshot(const cx_context *ctx)
     /* The owner cannot swap or update the root in place while we hold the
      * lock, and it only updates in place what nobody else references: our
      * reference, taken here, makes the root shared from now on. */
-    pthread_mutex_lock(&c->lock);
+    pthread_mutex_lock(cx__context_lock(c));
     root = c->root;
     cx__map_retain(root);
-    pthread_mutex_unlock(&c->lock);
+    pthread_mutex_unlock(cx__context_lock(c));
     return root;
 }
 
@@ -265,24 +270,17 @@ int cx_context_exit(cx_context *ctx)
 
 /* --- mapping reads. The owner reads its root directly; anyone else looks
  * up under the lock and copies the value out before unlocking (the owner
- * may release the binding right after). No reference is taken. */
+ * may release the value right after). No reference is taken. */
 
 static bool lookup(const cx_context *ctx, const cx_var *var, void **value)
 {
     cx_context *c = (cx_context *)ctx;
-    const cx__binding *b;
-    if (is_owner(ctx)) {
-        b = cx__map_find(c->root, var);
-        if (b != NULL)
-            *value = b->value;
-        return b != NULL;
-    }
-    pthread_mutex_lock(&c->lock);
-    b = cx__map_find(c->root, var);
-    if (b != NULL)
-        *value = b->value;
-    pthread_mutex_unlock(&c->lock);
-    return b != NULL;
+    if (is_owner(ctx))
+        return cx__map_get(c->root, var, value);
+    pthread_mutex_lock(cx__context_lock(c));
+    bool found = cx__map_get(c->root, var, value);
+    pthread_mutex_unlock(cx__context_lock(c));
+    return found;
 }
 
 int cx_context_get(const cx_context *ctx, const cx_var *var, void **out)
@@ -305,9 +303,9 @@ size_t cx_context_len(const cx_context *ctx)
     cx_context *c = (cx_context *)ctx;
     if (is_owner(ctx))
         return cx__map_len(c->root);
-    pthread_mutex_lock(&c->lock);
+    pthread_mutex_lock(cx__context_lock(c));
     size_t n = cx__map_len(c->root);
-    pthread_mutex_unlock(&c->lock);
+    pthread_mutex_unlock(cx__context_lock(c));
     return n;
 }
 

@@ -36,10 +36,6 @@ struct cx_context {
      * snapshot): the last release tears the context down without freeing
      * it, and, being private, it has no lock to initialise or destroy. */
     bool embedded_;
-    /* A mutex, not a spinlock: it is held for a few instructions, only
-     * for contexts other threads can reach, and every race detector
-     * models mutexes natively (helgrind misreads glibc's spinlocks). */
-    pthread_mutex_t lock;
     uint64_t id;    /* unique for the life of the process; tokens keep it */
     /* While entered by cx_context_enter, written and read by the entering
      * thread only: */
@@ -50,16 +46,31 @@ struct cx_context {
     cx__node *root; /* owned; NULL is the empty map */
 };
 
+/* The lock of a context (the "lock" of the invariants above): one of
+ * CX__CTX_LOCKS mutexes, picked by the context's address. A context has no
+ * mutex of its own: none to initialise or destroy per copy (glibc's init
+ * alone is ~40 instructions), and a lock is held for a few instructions
+ * only, never while another is taken, so contexts sharing one cannot
+ * deadlock. A mutex, not a spinlock: every race detector models mutexes
+ * natively (helgrind misreads glibc's spinlocks). */
+#define CX__CTX_LOCKS 64
+extern CX__HIDDEN pthread_mutex_t cx__ctx_locks[CX__CTX_LOCKS];
+static inline pthread_mutex_t *cx__context_lock(const cx_context *ctx)
+{
+    uintptr_t a = (uintptr_t)ctx;
+    return &cx__ctx_locks[((a >> 6) ^ (a >> 12)) % CX__CTX_LOCKS];
+}
+
 /* The owner's lock around an update of ctx->root (see private_). */
 static inline void cx__owner_lock(cx_context *ctx)
 {
     if (!ctx->private_)
-        pthread_mutex_lock(&ctx->lock);
+        pthread_mutex_lock(cx__context_lock(ctx));
 }
 static inline void cx__owner_unlock(cx_context *ctx)
 {
     if (!ctx->private_)
-        pthread_mutex_unlock(&ctx->lock);
+        pthread_mutex_unlock(cx__context_lock(ctx));
 }
 
 /* The current context for a write, creating the base context; NULL on

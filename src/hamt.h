@@ -1,7 +1,10 @@
-/* hamt.h - the persistent map behind every context (design notes in hamt.c).
+/* hamt.h - a persistent hash map of opaque entries (design notes in
+ * hamt.c). Every context's map is one, with the entries and the
+ * operations of var.c; the map itself knows nothing of variables, values,
+ * threads or where its memory comes from.
  *
  * A map is a root node pointer; NULL is the empty map. Maps are immutable
- * once shared: cx__map_set/cx__map_del may update a node in place only when
+ * once shared: cx__hamt_set/cx__hamt_del may update a node in place only when
  * the caller's reference is the only one to it (see "Ownership" in hamt.c).
  */
 #ifndef CX_HAMT_H
@@ -18,80 +21,113 @@
  * the top 2 bits), then one collision level: 8 levels at most (gh-93065). */
 #define CX__HAMT_MAX_DEPTH 8
 
-/* Bytes of a node with `count` slots (hamt.c checks the header size). */
-#define CX__NODE_BYTES(count) (24u + (size_t)(count) * sizeof(void *))
-
-/* Memory for a node when the allocator said no: a block from the calling
- * thread's reset reserve (tstate.c), or NULL. */
-CX__HIDDEN void *cx__reserve_take(size_t size);
-
-enum cx__kind { CX__K_BINDING = 1, CX__K_BITMAP = 2, CX__K_COLLISION = 3 };
-
-/* Common header of everything a node slot can point to. */
-typedef struct cx__obj {
-    cx__ref ref;
-    uint32_t kind;
-} cx__obj;
-
-/* One (variable, value) pair, shared by every map, copy and token that
- * holds it. Owns a reference to var and, when var has a destroy callback,
- * the ownership unit of value: the last release calls destroy(value). */
-typedef struct cx__binding {
-    cx__obj h;
-    cx_var *var;  /* owned reference */
-    void *value;  /* owned iff var->destroy */
-} cx__binding;
+/* One entry: a key (never NULL) and its value, both opaque to the map. Inside
+ * a bitmap node an entry whose key is NULL is a link: its value is the child
+ * node (as in CPython's hamt.c). */
+typedef struct cx__entry {
+    void *key;
+    void *value;
+} cx__entry;
 
 typedef struct cx__node cx__node;
 
-/* Objects released after an update, once the context lock is dropped (their
- * release may run user destroy callbacks). */
-typedef struct cx__garbage {
-    cx__obj *obj[CX__HAMT_MAX_DEPTH + 2];
+/* What the map asks of its user. An entry "reference" is whatever the user
+ * counts for an entry (var.c: the variable's count and a value box's): the
+ * map holds one for every entry in every node, and moves them in and out
+ * of its nodes as documented below. */
+typedef struct cx__hamt_ops {
+    /* The 32-bit hash of a key stored in the map (needed when two keys meet
+     * in one slot and are split one level down). */
+    uint32_t (*hash)(const void *key);
+    /* A new reference to the entry (the copy of a shared node holds it too). */
+    void (*retain)(const cx__entry *e);
+    /* Drops a reference to the entry (a node holding it was freed); may run
+     * user callbacks, so the map calls it only from cx__hamt_release. */
+    void (*release)(const cx__entry *e);
+    /* Memory for a node of `bytes` bytes, NULL on failure; and its return. */
+    void *(*alloc)(size_t bytes);
+    void (*free)(void *p, size_t bytes);
+} cx__hamt_ops;
+
+/* Bytes of a node with room for `cap` entries (hamt.c checks the header). */
+#define CX__NODE_BYTES(cap) (24u + (size_t)(cap) * sizeof(cx__entry))
+/* The largest bitmap node (32 entries); collision nodes may be larger. */
+#define CX__NODE_MAX_BYTES CX__NODE_BYTES(32)
+
+/* Nodes an update displaced from the caller's map (a shared node that was
+ * copied): the caller releases them with cx__hamt_garbage_release once it
+ * may run user callbacks again (var.c: after the context lock is
+ * dropped). One per level at most. */
+typedef struct cx__hamt_garbage {
+    cx__node *node[CX__HAMT_MAX_DEPTH + 1];
     unsigned n;
-} cx__garbage;
+} cx__hamt_garbage;
 
-/* New binding holding a new reference to var; NULL on ENOMEM (value stays
- * with the caller). */
-CX__HIDDEN cx__binding *cx__binding_new(cx_var *var, void *value);
-/* Frees a binding that never entered a map without destroying its value or
- * touching var's count beyond the reference binding_new took. */
-CX__HIDDEN void cx__binding_discard(cx__binding *b);
+/* Typed results (as CPython's W_ and F_ codes): an update either fails for
+ * memory, changing nothing, or tells what it did. */
+typedef enum cx__hamt_set_result {
+    CX__HAMT_SET_NOMEM = -1,
+    CX__HAMT_ADDED = 0,    /* the key was absent */
+    CX__HAMT_REPLACED = 1, /* the key was present: *old is its entry */
+} cx__hamt_set_result;
 
-CX__HIDDEN void cx__obj_retain(cx__obj *o);
-CX__HIDDEN void cx__obj_release(cx__obj *o); /* NULL is a no-op */
-static inline void cx__map_retain(cx__node *root)
+typedef enum cx__hamt_del_result {
+    CX__HAMT_DEL_NOMEM = -1,
+    CX__HAMT_ABSENT = 0,  /* nothing changed */
+    CX__HAMT_REMOVED = 1, /* *old is the removed entry */
+} cx__hamt_del_result;
+
+/* A new reference to the map (NULL: no-op). */
+static inline void cx__hamt_retain(cx__node *root)
 {
     if (root != NULL)
-        cx__obj_retain((cx__obj *)root);
+        cx__ref_inc((cx__ref *)(void *)root);
 }
-static inline void cx__map_release(cx__node *root) { cx__obj_release((cx__obj *)root); }
-CX__HIDDEN void cx__garbage_release(cx__garbage *g);
+/* Drops a reference; the last one releases every entry and child (user
+ * callbacks may run). NULL is a no-op. */
+CX__HIDDEN void cx__hamt_release(cx__node *root, const cx__hamt_ops *ops);
+CX__HIDDEN void cx__hamt_garbage_release(cx__hamt_garbage *g, const cx__hamt_ops *ops);
 
-/* Borrowed binding for var, or NULL. No allocation, no atomics. */
-CX__HIDDEN const cx__binding *cx__map_find(const cx__node *root, const cx_var *var);
-CX__HIDDEN size_t cx__map_len(const cx__node *root);
+/* The entry for key (hash: its hash), borrowed from the map, or NULL. No
+ * allocation, no atomics. */
+CX__HIDDEN const cx__entry *cx__hamt_find(const cx__node *root, const void *key,
+                                         uint32_t hash);
+CX__HIDDEN size_t cx__hamt_len(const cx__node *root);
 
 /* *rootp is a reference the caller owns; it is replaced by the updated map.
- * set: b is consumed on success. *old receives the binding that was
- * replaced (a reference the caller now owns) or NULL.
- * del: *old receives the removed binding (owned) or NULL if var was absent.
- * Either: objects the caller must release after unlocking go to g.
- * CX_ENOMEM leaves *rootp, b and everything reachable unchanged. */
-CX__HIDDEN int cx__map_set(cx__node **rootp, cx__binding *b, cx__binding **old,
-                           cx__garbage *g);
-CX__HIDDEN int cx__map_del(cx__node **rootp, const cx_var *var, cx__binding **old,
-                           cx__garbage *g);
+ * set: *e (with the entry reference the caller hands over) is stored under
+ * e->key. On CX__HAMT_REPLACED, *old receives the entry it replaced, with a
+ * reference the caller now owns.
+ * del: on CX__HAMT_REMOVED, *old receives the removed entry, with a
+ * reference the caller now owns.
+ * Either: nodes the caller must release later go to g (up to its
+ * capacity). A NOMEM result leaves *rootp, e and everything reachable
+ * unchanged. Neither calls ops->release: nothing user-visible happens
+ * inside an update. */
+CX__HIDDEN cx__hamt_set_result cx__hamt_set(cx__node **rootp, const cx__entry *e, uint32_t hash,
+                                          const cx__hamt_ops *ops, cx__entry *old,
+                                          cx__hamt_garbage *g);
+CX__HIDDEN cx__hamt_del_result cx__hamt_del(cx__node **rootp, const void *key, uint32_t hash,
+                                          const cx__hamt_ops *ops, cx__entry *old,
+                                          cx__hamt_garbage *g);
 
-/* Calls fn for every binding (borrowed); stops at the first non-zero
- * return and returns it. Allocation-free: an explicit stack of
- * CX__HAMT_MAX_DEPTH frames covers the deepest tree. */
-CX__HIDDEN int cx__map_foreach(const cx__node *root,
-                               int (*fn)(cx_var *var, void *value, void *arg),
-                               void *arg);
-CX__HIDDEN bool cx__map_equal(const cx__node *a, const cx__node *b);
+/* Calls fn for every entry (borrowed); stops at the first non-zero return
+ * and returns it. Allocation-free: an explicit stack of CX__HAMT_MAX_DEPTH
+ * frames covers the deepest tree. */
+CX__HIDDEN int cx__hamt_foreach(const cx__node *root,
+                               int (*fn)(const cx__entry *e, void *arg), void *arg);
+/* Same keys, and same(ea, eb) for each key's two entries. */
+CX__HIDDEN bool cx__hamt_equal(const cx__node *a, const cx__node *b, const cx__hamt_ops *ops,
+                              bool (*same)(const cx__entry *ea, const cx__entry *eb));
 
-/* Test-only introspection: depth of the deepest node (0 for empty). */
-CX__HIDDEN unsigned cx__map_depth(const cx__node *root);
+/* Depth of the deepest node (0 for empty). */
+CX__HIDDEN unsigned cx__hamt_depth(const cx__node *root);
+
+/* The structural validator: NULL if every invariant of hamt.c holds in the
+ * map (bitmaps against counts, sizes, depth <= 8, no single-entry inner
+ * node, collision nodes holding keys of one hash, every key on the path
+ * its hash selects), else a static description of the first violation.
+ * Walks the whole map; for tests, the fuzzer and CX_CHECKED builds. */
+CX__HIDDEN const char *cx__hamt_check(const cx__node *root, const cx__hamt_ops *ops);
 
 #endif

@@ -1,5 +1,6 @@
 /* refcount.h - atomic reference counts shared by every refcounted object
- * (variables, map nodes, bindings, contexts, tokens, futures).
+ * (variables, map nodes, value boxes, contexts, futures). Tokens are not
+ * refcounted: each has one owner, who releases it.
  *
  * Ordering: all writes a thread made to an object must be visible to the
  * thread that destroys it. So each decrement is preceded by a release fence

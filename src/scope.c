@@ -276,8 +276,8 @@ cx_scope *cx__scope_of(const cx_context *ctx)
     /* A map reference of our own keeps the binding, hence the scope, alive
      * while we take a reference to it, whatever ctx's runner does. */
     cx__node *root = cx__context_snapshot(ctx);
-    const cx__binding *b = cx__map_find(root, &cx__scope_var_obj.v);
-    cx_scope *s = b != NULL ? cx__scope_ref(b->value) : NULL;
+    void *value;
+    cx_scope *s = cx__map_get(root, &cx__scope_var_obj.v, &value) ? cx__scope_ref(value) : NULL;
     cx__map_release(root); /* may drop the binding: s holds its own */
     return s;
 }

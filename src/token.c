@@ -1,34 +1,61 @@
 /* token.c - set, reset and tokens (ContextVar.set/.reset, Token). */
 #include "context.h"
 
-/* A token keeps its variable alive without a reference of its own when it
- * can: `held` is a binding of that variable and holds one. Before the
- * reset, `held` is the binding the set replaced (NULL for MISSING). For a
- * variable without destroy callback the value is a plain word the token
- * keeps a copy of (old_value), so the reset *swaps*: `held` moves back into
- * the map and the binding the reset removed moves into the token, which
- * keeps it until released; no reference count changes at all. A variable
- * with a destroy callback shares `held` with the map instead (the removed
- * binding must go now: its value's destroy is due), so old_value stays
- * alive while the token lives. */
+/* A token holds its own reference to its variable (cx_token_var is valid
+ * while the token lives) and, for a variable with a destroy callback, a
+ * reference to the box of the old value (cx_token_old_value too). The old
+ * value is kept as the stored word (var.h): the value, or its box, which
+ * the reset shares with the map again. */
 struct cx_token {
-    cx_var *var;       /* borrowed from `held`; an own reference of the
-                          token's exactly when `held` is NULL */
-    bool has_old;      /* false: the variable was unbound (Token.MISSING) */
+    cx_var *var;     /* own reference */
+    bool has_old;    /* false: the variable was unbound (Token.MISSING) */
     bool used;
-    uint64_t ctx_id;   /* the context the set was made in (its id: the
-                          token does not keep the context alive) */
-    cx__binding *held; /* owned reference, or NULL */
-    void *old_value;
+    uint64_t ctx_id; /* the context the set was made in (its id: the
+                        token does not keep the context alive) */
+    void *old;       /* stored word before the set, if has_old (owned) */
 };
+
+/* Token memory: this thread's cache of freed tokens first (alloc.h). */
+static inline cx_token *token_alloc(cx__tstate *st)
+{
+    if (st->ntoken_cache != 0 && cx__caching()) {
+        cx_token *t = st->token_cache;
+        st->token_cache = *(void **)t;
+        st->ntoken_cache--;
+        return t;
+    }
+    return cx__malloc(sizeof(cx_token));
+}
+
+static inline void token_free(cx_token *t)
+{
+    cx__tstate *st = cx__tstate_cur();
+    if (st != NULL && st->ntoken_cache < CX__TOKEN_CACHE && cx__caching()) {
+        *(void **)t = st->token_cache;
+        st->token_cache = t;
+        st->ntoken_cache++;
+        return;
+    }
+    cx__free(t);
+}
+
+void cx__token_cache_drain(cx__tstate *st)
+{
+    while (st->ntoken_cache != 0) {
+        void *t = st->token_cache;
+        st->token_cache = *(void **)t;
+        st->ntoken_cache--;
+        cx__free(t);
+    }
+}
 
 /* After a successful change in this thread: every cached lookup is stale,
  * except the one we know, which is written through. */
-static void cache_changed(cx__tstate *st, const cx_var *var, const cx__binding *now)
+static void cache_changed(cx__tstate *st, const cx_var *var, bool found, void *value)
 {
     st->fast.gen++;
     cx__cache_entry *e = &st->fast.cache[cx__slot(var)];
-    cx__cache_fill(e, var, st->fast.gen, now != NULL, now != NULL ? now->value : NULL);
+    cx__cache_fill(e, var, st->fast.gen, found, value);
 }
 
 int cx_var_set(cx_var *var, void *value, cx_token **tokp)
@@ -41,44 +68,44 @@ int cx_var_set(cx_var *var, void *value, cx_token **tokp)
     cx_context *ctx = cx__current_for_write(st);
     if (ctx == NULL)
         return CX_ENOMEM;
-    cx__binding *b = cx__binding_new(var, value);
-    if (b == NULL)
+    void *stored;
+    if (!cx__stored_new(var, value, &stored))
         return CX_ENOMEM;
     cx_token *tok = NULL;
-    if (tokp != NULL && (tok = cx__malloc(sizeof(*tok))) == NULL) {
-        cx__binding_discard(b);
+    if (tokp != NULL && (tok = token_alloc(st)) == NULL) {
+        cx__stored_discard(var, stored);
         return CX_ENOMEM;
     }
 
-    cx__garbage g = {.n = 0};
-    cx__binding *old;
+    cx__garbage g;
+    g.n = 0; /* (an initializer would zero the whole array) */
+    void *old = NULL;
     cx__owner_lock(ctx);
-    int rc = cx__map_set(&ctx->root, b, &old, &g);
+    cx__hamt_set_result r = cx__map_put(&ctx->root, var, stored, &old, &g);
     cx__owner_unlock(ctx);
-    if (rc != 0) {
-        cx__free(tok);
-        cx__binding_discard(b); /* the value stays the caller's */
-        return rc;
+    if (r == CX__HAMT_SET_NOMEM) {
+        if (tok != NULL)
+            token_free(tok);
+        cx__stored_discard(var, stored); /* the value stays the caller's */
+        return CX_ENOMEM;
     }
-    cache_changed(st, var, b);
+    cache_changed(st, var, true, value);
 
+    bool had = r == CX__HAMT_REPLACED;
     if (tok != NULL) {
-        if (old == NULL)
-            cx__var_retain(var); /* nothing held keeps var alive */
+        cx__var_retain(var); /* the token's own */
         tok->var = var;
         tok->ctx_id = ctx->id;
-        tok->held = old; /* the map's reference moves to the token */
-        tok->has_old = old != NULL;
-        tok->old_value = old != NULL ? old->value : NULL;
+        tok->has_old = had;
+        tok->old = old; /* the replaced word's box reference moves here */
         tok->used = false;
         *tokp = tok;
         unsigned target = cx__reserve_target(st->with_depth);
         if (st->nreserve < target)
             cx__reserve_fill(st, target); /* for the reset this token allows */
-    } else {
-        cx__obj_release((cx__obj *)old);
+    } else if (had) {
+        cx__stored_release(var, old); /* destroy may run: outside the lock */
     }
-    /* Released outside the lock: destroy callbacks may run. */
     cx__garbage_release(&g);
     return 0;
 }
@@ -96,39 +123,35 @@ int cx_var_reset(cx_var *var, cx_token *tok)
         return CX_ECONTEXT;
     cx_context *ctx = st->cur;
 
-    cx__garbage g = {.n = 0};
-    cx__binding *removed;
-    int rc;
+    cx__garbage g;
+    g.n = 0; /* (an initializer would zero the whole array) */
+    void *removed = NULL;
+    bool displaced; /* `removed` holds a word the map let go of */
+    int rc = 0;
     cx__owner_lock(ctx);
     st->reserve_armed = true;
-    cx__binding *back = tok->has_old ? tok->held : NULL;
-    bool move = back != NULL && var->destroy == NULL;
-    if (back != NULL) {
-        if (!move)
-            cx__obj_retain(&back->h); /* one for the map, the token keeps its own */
-        rc = cx__map_set(&ctx->root, back, &removed, &g);
+    if (tok->has_old) {
+        cx__stored_retain(var, tok->old); /* the map's; the token keeps its own */
+        cx__hamt_set_result r = cx__map_put(&ctx->root, var, tok->old, &removed, &g);
+        rc = r == CX__HAMT_SET_NOMEM ? CX_ENOMEM : 0;
+        displaced = r == CX__HAMT_REPLACED;
     } else {
-        rc = cx__map_del(&ctx->root, var, &removed, &g);
+        cx__hamt_del_result r = cx__map_remove(&ctx->root, var, &removed, &g);
+        rc = r == CX__HAMT_DEL_NOMEM ? CX_ENOMEM : 0;
+        displaced = r == CX__HAMT_REMOVED;
     }
     st->reserve_armed = false;
     cx__owner_unlock(ctx);
     if (rc != 0) {
-        if (back != NULL && !move)
-            cx__obj_release(&back->h); /* not the last: the token holds one */
+        if (tok->has_old)
+            cx__stored_release(var, tok->old); /* not the last: the token holds one */
         return rc;
     }
     tok->used = true;
-    cache_changed(st, var, back);
-    if (move) {
-        /* The swap: `back`'s reference is the map's now, and the binding
-         * the reset replaced (same variable, plain word) keeps var alive
-         * for the token. None if a non-LIFO reset had removed var. */
-        tok->held = removed;
-        removed = NULL;
-        if (tok->held == NULL)
-            cx__var_retain(var); /* nothing held keeps var alive */
-    }
-    cx__obj_release((cx__obj *)removed);
+    cache_changed(st, var, tok->has_old,
+                  tok->has_old ? cx__stored_value(var, tok->old) : NULL);
+    if (displaced)
+        cx__stored_release(var, removed); /* its destroy is due now */
     cx__garbage_release(&g);
     return 0;
 }
@@ -141,7 +164,7 @@ int cx_token_old_value(const cx_token *tok, void **out)
         return CX_EINVAL;
     if (!tok->has_old)
         return CX_ELOOKUP;
-    *out = tok->old_value;
+    *out = cx__stored_value(tok->var, tok->old);
     return 0;
 }
 
@@ -151,11 +174,10 @@ void cx_token_release(cx_token *tok)
 {
     if (tok == NULL)
         return;
-    if (tok->held != NULL)
-        cx__obj_release(&tok->held->h);
-    else
-        cx_var_release(tok->var);
-    cx__free(tok);
+    if (tok->has_old)
+        cx__stored_release(tok->var, tok->old);
+    cx__var_release(tok->var);
+    token_free(tok);
 }
 
 /* The block runs only if the set succeeded and the reserve covers the

@@ -22,6 +22,7 @@ void cx__tstate_free(cx__tstate *st)
     cx_context *base = st->base;
     for (unsigned i = 0; i < st->nreserve; i++)
         cx__free(st->reserve[i]);
+    cx__caches_drain(st);
     cx__free(st);
     if (base != NULL) {
         cx__leave(base);
@@ -72,6 +73,48 @@ __attribute__((destructor)) static void process_end(void)
     cx__tstate *st = cx__tstate_cur();
     if (st != NULL)
         end_thread(st);
+}
+
+void cx__caches_drain(cx__tstate *st)
+{
+    cx__token_cache_drain(st);
+    while (st->nctx_cache != 0) {
+        void *c = st->ctx_cache;
+        st->ctx_cache = *(void **)c;
+        st->nctx_cache--;
+        cx__free(c);
+    }
+}
+
+void cx__caches_drain_here(void)
+{
+    cx__tstate *st = cx__tstate_cur();
+    if (st != NULL)
+        cx__caches_drain(st);
+}
+
+void *cx__context_mem_alloc(void)
+{
+    cx__tstate *st = cx__tstate_cur();
+    if (st != NULL && st->nctx_cache != 0 && cx__caching()) {
+        void *c = st->ctx_cache;
+        st->ctx_cache = *(void **)c;
+        st->nctx_cache--;
+        return c;
+    }
+    return cx__malloc(sizeof(cx_context));
+}
+
+void cx__context_mem_free(void *p)
+{
+    cx__tstate *st = cx__tstate_cur();
+    if (st != NULL && st->nctx_cache < CX__CONTEXT_CACHE && cx__caching()) {
+        *(void **)p = st->ctx_cache;
+        st->ctx_cache = p;
+        st->nctx_cache++;
+        return;
+    }
+    cx__free(p);
 }
 
 void cx__reserve_fill(cx__tstate *st, unsigned target)

@@ -34,7 +34,7 @@ static inline void cx__cache_fill(cx__cache_entry *e, const cx_var *var, uint64_
  * allocator fails. CX_WITH runs its block only once the reserve covers it
  * (token.c). */
 #define CX__RESERVE_BLOCKS (CX__HAMT_MAX_DEPTH + 2)
-#define CX__RESERVE_BLOCK_BYTES CX__NODE_BYTES(32)
+#define CX__RESERVE_BLOCK_BYTES CX__NODE_MAX_BYTES
 #define CX__WITH_COVERED 8
 #define CX__RESERVE_MAX (CX__RESERVE_BLOCKS * (CX__WITH_COVERED + 1))
 
@@ -49,6 +49,11 @@ typedef struct cx__tstate {
     cx_context *base; /* owned; created by the first set outside any run */
     bool registered;  /* registered under the key: its destructor ends the
                          state at thread exit (else cx__tstate_end_here) */
+    void *token_cache;      /* freed tokens kept for reuse (alloc.h,
+                               cx__caching), linked through their first word */
+    unsigned ntoken_cache;
+    void *ctx_cache;        /* freed contexts, the same way */
+    unsigned nctx_cache;
     cx_context *enter_top; /* innermost context entered by cx_context_enter
                               (the enter's reference; each entered context
                               links to the one below), or NULL */
@@ -90,4 +95,19 @@ static inline unsigned cx__reserve_target(unsigned open)
 /* Tops st's reserve up to `target` blocks; a failed allocation just leaves
  * it short. */
 CX__HIDDEN void cx__reserve_fill(cx__tstate *st, unsigned target);
+/* Tokens a thread keeps for reuse, at most; freed with its state. */
+#define CX__TOKEN_CACHE 16
+CX__HIDDEN void cx__token_cache_drain(cx__tstate *st);
+/* Context memory (sizeof(cx_context)) through this thread's cache of
+ * freed contexts (alloc.h, cx__caching): cx_copy_context + release
+ * without a malloc+free pair. */
+#define CX__CONTEXT_CACHE 16
+CX__HIDDEN void *cx__context_mem_alloc(void);
+CX__HIDDEN void cx__context_mem_free(void *p);
+/* Frees the blocks st's caches hold (with the installed allocator). */
+CX__HIDDEN void cx__caches_drain(cx__tstate *st);
+/* Memory for a map node when the allocator said no: a block from the
+ * calling thread's reset reserve while a reset is under way
+ * (reserve_armed), or NULL. */
+CX__HIDDEN void *cx__reserve_take(size_t size);
 #endif

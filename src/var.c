@@ -1,4 +1,6 @@
-/* var.c - ContextVar objects and the read path (get, get_or).
+/* var.c - ContextVar objects, the map of variables (the entry operations
+ * and node memory hamt.c is given, value boxes) and the read path (get,
+ * get_or).
  *
  * The read path is the hottest code of the library. A hit in the per-thread
  * cache is answered inline in cxvars.h (a thread-local load and two
@@ -13,6 +15,105 @@
 #include <string.h>
 
 #include "context.h"
+
+/* ================================================================ the map
+ * What hamt.c needs to know of variable entries (var.h, "values"). */
+
+static uint32_t var_hash(const void *key) { return ((const cx_var *)key)->hash; }
+
+static void entry_retain(const cx__entry *e)
+{
+    cx_var *var = e->key;
+    cx__var_retain(var);
+    cx__stored_retain(var, e->value);
+}
+
+static void entry_release(const cx__entry *e)
+{
+    cx_var *var = e->key;
+    cx__stored_release(var, e->value);
+    cx_var_release(var);
+}
+
+/* Node memory: the allocator's, or, when it fails during a reset, a block
+ * of this thread's reset reserve (tstate.h). */
+static void *node_alloc(size_t bytes)
+{
+    void *p = cx__malloc(bytes);
+    return p != NULL ? p : cx__reserve_take(bytes);
+}
+
+static void node_free(void *p, size_t bytes)
+{
+    (void)bytes;
+    cx__free(p);
+}
+
+const cx__hamt_ops cx__var_map_ops = {
+    .hash = var_hash,
+    .retain = entry_retain,
+    .release = entry_release,
+    .alloc = node_alloc,
+    .free = node_free,
+};
+
+bool cx__box_new(cx_var *var, void *value, void **stored)
+{
+    cx__box *b = cx__malloc(sizeof(*b));
+    if (b == NULL)
+        return false;
+    cx__ref_init(&b->ref);
+    b->destroy = var->destroy;
+    b->value = value;
+    *stored = b;
+    return true;
+}
+
+void cx__stored_discard(const cx_var *var, void *stored)
+{
+    if (var->destroy != NULL)
+        cx__free(stored);
+}
+
+void cx__box_release(cx__box *b)
+{
+    if (cx__ref_dec(&b->ref)) {
+        b->destroy(b->value);
+        cx__free(b);
+    }
+}
+
+typedef struct foreach_arg {
+    int (*fn)(cx_var *var, void *value, void *arg);
+    void *arg;
+} foreach_arg;
+
+static int foreach_visit(const cx__entry *e, void *arg)
+{
+    const foreach_arg *a = arg;
+    cx_var *var = e->key;
+    return a->fn(var, cx__stored_value(var, e->value), a->arg);
+}
+
+int cx__map_foreach(const cx__node *root, int (*fn)(cx_var *var, void *value, void *arg),
+                    void *arg)
+{
+    foreach_arg a = {fn, arg};
+    return cx__hamt_foreach(root, foreach_visit, &a);
+}
+
+static bool same_value(const cx__entry *a, const cx__entry *b)
+{
+    const cx_var *var = a->key;
+    return cx__stored_value(var, a->value) == cx__stored_value(var, b->value);
+}
+
+bool cx__map_equal(const cx__node *a, const cx__node *b)
+{
+    return cx__hamt_equal(a, b, &cx__var_map_ops, same_value);
+}
+
+/* ================================================================ variables */
 
 /* The variable's address, mixed so that neighbouring allocations spread
  * over the root node and the cache (murmur3's 64-bit finaliser). */
@@ -50,10 +151,12 @@ int cx_var_new(cx_var **out, const char *name, const cx_var_opts *opts)
     return 0;
 }
 
+void cx__var_free(cx_var *var) { cx__free(var); }
+
 void cx_var_release(cx_var *var)
 {
-    if (var != NULL && cx__ref_dec(&var->ref))
-        cx__free(var);
+    if (var != NULL)
+        cx__var_release(var);
 }
 
 const char *cx_var_name(const cx_var *var) { return var == NULL ? NULL : var->name; }
@@ -71,11 +174,11 @@ static bool lookup(const cx_var *var, void **value)
         *value = e->value;
         return !(e->key & 1);
     }
-    const cx__binding *b = cx__map_find(st->cur->root, var);
-    cx__cache_fill(e, var, st->fast.gen, b != NULL, b != NULL ? b->value : NULL);
-    if (b != NULL)
-        *value = b->value;
-    return b != NULL;
+    void *v = NULL;
+    bool found = cx__map_get(st->cur->root, var, &v);
+    cx__cache_fill(e, var, st->fast.gen, found, v);
+    *value = v;
+    return found;
 }
 
 /* The header's inline cx_var_get/cx_var_get_or answer a cache hit with a

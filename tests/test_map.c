@@ -36,45 +36,53 @@ static cx_var *new_var(const char *name, uint32_t hash, void (*destroy)(void *))
 }
 
 /* Sets var=value in *root like the library does (garbage released after
- * the update). Returns true if a previous binding was replaced, its value
- * in *oldv. */
+ * the update), then validates the map's structure. Returns true if a
+ * previous binding was replaced, its value in *oldv. */
 static bool map_put(cx__node **root, cx_var *var, void *value, void **oldv)
 {
-    cx__binding *b = cx__binding_new(var, value);
-    assert_non_null(b);
-    cx__binding *old = (cx__binding *)(uintptr_t)1; /* must be overwritten */
+    void *stored;
+    assert_true(cx__stored_new(var, value, &stored));
+    void *old = (void *)(uintptr_t)1; /* must be overwritten when replaced */
     cx__garbage g = {.n = 0};
-    assert_int_equal(cx__map_set(root, b, &old, &g), 0);
+    cx__hamt_set_result r = cx__map_put(root, var, stored, &old, &g);
+    assert_true(r == CX__HAMT_ADDED || r == CX__HAMT_REPLACED);
     assert_non_null(*root);
-    assert_true(old != (cx__binding *)(uintptr_t)1);
-    bool had = old != NULL;
+    bool had = r == CX__HAMT_REPLACED;
     if (had) {
-        assert_ptr_equal(old->var, var);
+        assert_true(old != (void *)(uintptr_t)1);
         if (oldv != NULL)
-            *oldv = old->value;
+            *oldv = cx__stored_value(var, old);
+        cx__stored_release(var, old);
     }
-    cx__obj_release((cx__obj *)old);
     cx__garbage_release(&g);
+    assert_null(cx__map_check(*root));
     return had;
 }
 
-/* Deletes var from *root. Returns true if it was there (old value in
- * *oldv). */
+/* Deletes var from *root, then validates it. Returns true if it was there
+ * (old value in *oldv). */
 static bool map_remove(cx__node **root, cx_var *var, void **oldv)
 {
-    cx__binding *old = (cx__binding *)(uintptr_t)1;
+    void *old = (void *)(uintptr_t)1;
     cx__garbage g = {.n = 0};
-    assert_int_equal(cx__map_del(root, var, &old, &g), 0);
-    assert_true(old != (cx__binding *)(uintptr_t)1);
-    bool had = old != NULL;
+    cx__hamt_del_result r = cx__map_remove(root, var, &old, &g);
+    assert_true(r == CX__HAMT_ABSENT || r == CX__HAMT_REMOVED);
+    bool had = r == CX__HAMT_REMOVED;
     if (had) {
-        assert_ptr_equal(old->var, var);
+        assert_true(old != (void *)(uintptr_t)1);
         if (oldv != NULL)
-            *oldv = old->value;
+            *oldv = cx__stored_value(var, old);
+        cx__stored_release(var, old);
     }
-    cx__obj_release((cx__obj *)old);
     cx__garbage_release(&g);
+    assert_null(cx__map_check(*root));
     return had;
+}
+
+static bool map_has(const cx__node *root, const cx_var *var)
+{
+    void *ignored;
+    return cx__map_get(root, var, &ignored);
 }
 
 static void *val(uintptr_t i) { return (void *)(i * 16 + 8); }
@@ -102,13 +110,13 @@ static int collect(cx_var *var, void *value, void *arg)
  * lookup and by one foreach that visits each binding exactly once. */
 static void check_map(const cx__node *root, cx_var *const *vars, void *const *vals, size_t n)
 {
+    assert_null(cx__map_check(root));
     assert_int_equal(cx__map_len(root), n);
     assert_in_range(cx__map_depth(root), n == 0 ? 0 : 1, n == 0 ? 0 : CX__HAMT_MAX_DEPTH);
     for (size_t i = 0; i < n; i++) {
-        const cx__binding *b = cx__map_find(root, vars[i]);
-        assert_non_null(b);
-        assert_ptr_equal(b->var, vars[i]);
-        assert_ptr_equal(b->value, vals[i]);
+        void *v = NULL;
+        assert_true(cx__map_get(root, vars[i], &v));
+        assert_ptr_equal(v, vals[i]);
     }
     seen s = {.n = 0};
     assert_int_equal(cx__map_foreach(root, collect, &s), 0);
@@ -141,7 +149,8 @@ static void empty_map_has_nothing(void **state)
     cx_var *a = new_var("a", 0x1234u, NULL);
     cx__node *root = NULL;
     int calls = 0;
-    assert_null(cx__map_find(root, a));
+    void *ignored;
+    assert_false(cx__map_get(root, a, &ignored));
     assert_int_equal(cx__map_len(root), 0);
     assert_int_equal(cx__map_depth(root), 0);
     assert_int_equal(cx__map_foreach(root, never_called, &calls), 0);
@@ -163,7 +172,7 @@ static void set_overwrite_and_delete_single_binding(void **state)
     assert_false(map_put(&root, a, val(1), NULL));
     check_map(root, &a, (void *[]){val(1)}, 1);
     assert_int_equal(cx__map_depth(root), 1);
-    assert_null(cx__map_find(root, b));
+    assert_false(map_has(root, b));
 
     assert_true(map_put(&root, a, val(2), &old));
     assert_ptr_equal(old, val(1));
@@ -229,7 +238,7 @@ static void root_deletes_in_any_order(void **state)
                 lv[n] = val(j);
                 n++;
             } else {
-                assert_null(cx__map_find(root, all[j]));
+                assert_false(map_has(root, all[j]));
             }
         }
         check_map(root, live, lv, n);
@@ -258,7 +267,7 @@ static void full_hash_collisions_share_one_collision_node(void **state)
     /* root bitmap + collision node */
     assert_int_equal(cx__map_depth(root), 2);
     check_map(root, v, vals, 2);
-    assert_null(cx__map_find(root, v[2]));
+    assert_false(map_has(root, v[2]));
     map_put(&root, v[2], vals[2], NULL);
     map_put(&root, v[3], vals[3], NULL);
     assert_int_equal(cx__map_depth(root), 2);
@@ -677,17 +686,15 @@ static int model_visit(cx_var *var, void *value, void *arg)
 
 static void check_against_model(const cx__node *root, cx_var *const *vars, const model *m)
 {
+    assert_null(cx__map_check(root));
     assert_int_equal(cx__map_len(root), m->len);
     assert_true(cx__map_depth(root) <= CX__HAMT_MAX_DEPTH);
     for (int i = 0; i < DV; i++) {
-        const cx__binding *b = cx__map_find(root, vars[i]);
-        if (m->has[i]) {
-            assert_non_null(b);
-            assert_ptr_equal(b->var, vars[i]);
-            assert_int_equal((uintptr_t)b->value, m->val[i]);
-        } else {
-            assert_null(b);
-        }
+        void *v = NULL;
+        bool found = cx__map_get(root, vars[i], &v);
+        assert_int_equal(found, m->has[i]);
+        if (found)
+            assert_int_equal((uintptr_t)v, m->val[i]);
     }
     unsigned visits[DV] = {0};
     void *arg[3] = {(void *)vars, (void *)m, visits};
@@ -780,10 +787,11 @@ static void run_differential(uint64_t seed, unsigned nhashes, unsigned ops)
                 ndrop++;
             }
         } else {
-            const cx__binding *b = cx__map_find(root, vars[i]);
-            assert_int_equal(b != NULL, m.has[i]);
-            if (b != NULL)
-                assert_int_equal((uintptr_t)b->value, m.val[i]);
+            void *v = NULL;
+            bool found = cx__map_get(root, vars[i], &v);
+            assert_int_equal(found, m.has[i]);
+            if (found)
+                assert_int_equal((uintptr_t)v, m.val[i]);
         }
         check_against_model(root, vars, &m);
         for (int k = 0; k < nsnap; k++) {
@@ -824,6 +832,137 @@ static void random_ops_match_reference_model(void **state)
     run_differential(0xD1B54A32D192ED03ULL, 4, ops);  /* all at depth 7-8 */
     run_differential(0x8CB92BA72F3D8DD7ULL, 2, ops);  /* two big collision nodes */
     run_differential(0x2545F4914F6CDD1DULL, 9, ops);
+}
+
+/* ============================================================ opaque map */
+
+/* hamt.c knows nothing of variables: a map of plain integer keys with
+ * ops that count every entry reference and every byte of node memory. */
+#define OK_KEYS 300
+static long ok_refs[OK_KEYS + 1]; /* entry references held, per key */
+static long ok_live_bytes, ok_allocs;
+
+static uint32_t ok_hash(const void *key)
+{
+    uintptr_t k = (uintptr_t)key;
+    /* Keys 1..40 collide in groups of 4; the others spread. */
+    return k <= 40 ? (uint32_t)((k - 1) / 4) * 0x9E3779B1u : (uint32_t)(k * 0x85EBCA6Bu);
+}
+static void ok_retain(const cx__entry *e) { ok_refs[(uintptr_t)e->key]++; }
+static void ok_release(const cx__entry *e) { ok_refs[(uintptr_t)e->key]--; }
+static void *ok_alloc(size_t bytes)
+{
+    ok_live_bytes += (long)bytes;
+    ok_allocs++;
+    return malloc(bytes);
+}
+static void ok_free(void *p, size_t bytes)
+{
+    ok_live_bytes -= (long)bytes;
+    free(p);
+}
+static const cx__hamt_ops ok_ops = {ok_hash, ok_retain, ok_release, ok_alloc, ok_free};
+
+static void ok_put(cx__node **root, uintptr_t k, uintptr_t v)
+{
+    cx__entry e = {(void *)k, (void *)v}, old;
+    cx__hamt_garbage g = {.n = 0};
+    ok_refs[k]++; /* the reference handed over with e */
+    cx__hamt_set_result r = cx__hamt_set(root, &e, ok_hash(e.key), &ok_ops, &old, &g);
+    assert_true(r == CX__HAMT_ADDED || r == CX__HAMT_REPLACED);
+    if (r == CX__HAMT_REPLACED) {
+        assert_ptr_equal(old.key, (void *)k);
+        ok_release(&old);
+    }
+    cx__hamt_garbage_release(&g, &ok_ops);
+    assert_null(cx__hamt_check(*root, &ok_ops));
+}
+
+static void map_of_opaque_keys_uses_only_the_given_ops(void **state)
+{
+    (void)state;
+    memset(ok_refs, 0, sizeof(ok_refs));
+    ok_live_bytes = ok_allocs = 0;
+    cx__node *root = NULL;
+    for (uintptr_t k = 1; k <= OK_KEYS; k++)
+        ok_put(&root, k, k * 10);
+    assert_int_equal(cx__hamt_len(root), OK_KEYS);
+    for (uintptr_t k = 1; k <= OK_KEYS; k++) {
+        assert_int_equal(ok_refs[k], 1);
+        const cx__entry *e = cx__hamt_find(root, (void *)k, ok_hash((void *)k));
+        assert_non_null(e);
+        assert_ptr_equal(e->value, (void *)(k * 10));
+    }
+    /* A snapshot shares everything; updates path-copy and retain. */
+    cx__node *snap = root;
+    cx__hamt_retain(snap);
+    for (uintptr_t k = 1; k <= OK_KEYS; k += 3)
+        ok_put(&root, k, k * 10 + 1);
+    for (uintptr_t k = 2; k <= OK_KEYS; k += 3) {
+        cx__entry old;
+        cx__hamt_garbage g = {.n = 0};
+        assert_int_equal(cx__hamt_del(&root, (void *)k, ok_hash((void *)k), &ok_ops, &old, &g),
+                         CX__HAMT_REMOVED);
+        ok_release(&old);
+        cx__hamt_garbage_release(&g, &ok_ops);
+        assert_null(cx__hamt_check(root, &ok_ops));
+    }
+    assert_null(cx__hamt_check(snap, &ok_ops));
+    assert_int_equal(cx__hamt_len(snap), OK_KEYS);
+    assert_int_equal(cx__hamt_len(root), OK_KEYS - (OK_KEYS + 1) / 3);
+    cx__hamt_release(snap, &ok_ops);
+    assert_null(cx__hamt_check(root, &ok_ops));
+    for (uintptr_t k = 1; k <= OK_KEYS; k++)
+        assert_int_equal(ok_refs[k], k % 3 == 2 ? 0 : 1);
+    cx__hamt_release(root, &ok_ops);
+    for (uintptr_t k = 1; k <= OK_KEYS; k++)
+        assert_int_equal(ok_refs[k], 0);
+    assert_int_equal(ok_live_bytes, 0);
+    assert_true(ok_allocs > 0);
+}
+
+/* An owned node keeps a spare entry: adding and removing one key again
+ * and again allocates nothing after the first time. */
+static void add_and_remove_in_an_owned_map_allocates_nothing(void **state)
+{
+    (void)state;
+    memset(ok_refs, 0, sizeof(ok_refs));
+    ok_live_bytes = ok_allocs = 0;
+    cx__node *root = NULL;
+    for (uintptr_t k = 41; k <= 50; k++)
+        ok_put(&root, k, k);
+    long allocs = ok_allocs;
+    for (int i = 0; i < 100; i++) {
+        ok_put(&root, 60, 1);
+        cx__entry old;
+        cx__hamt_garbage g = {.n = 0};
+        assert_int_equal(cx__hamt_del(&root, (void *)60, ok_hash((void *)60), &ok_ops, &old, &g),
+                         CX__HAMT_REMOVED);
+        ok_release(&old);
+        assert_int_equal(g.n, 0);
+    }
+    assert_true(ok_allocs <= allocs + 1);
+    cx__hamt_release(root, &ok_ops);
+    assert_int_equal(ok_live_bytes, 0);
+}
+
+/* The validator is not vacuous: a key whose hash no longer matches its
+ * place in the map is reported. */
+static void validator_reports_a_key_off_its_path(void **state)
+{
+    (void)state;
+    cx_var *a = new_var("a", 0x11u, NULL), *b = new_var("b", 0x31u, NULL);
+    cx__node *root = NULL;
+    map_put(&root, a, val(1), NULL);
+    map_put(&root, b, val(2), NULL); /* same root chunk: one level down */
+    assert_null(cx__map_check(root));
+    cx__var_set_hash(b, 0x12u);
+    assert_non_null(cx__map_check(root));
+    cx__var_set_hash(b, 0x31u);
+    assert_null(cx__map_check(root));
+    cx__map_release(root);
+    cx_var_release(a);
+    cx_var_release(b);
 }
 
 /* ============================================================ public API */
@@ -1072,6 +1211,9 @@ int main(void)
         cmocka_unit_test(equal_compares_bindings_not_shapes),
         cmocka_unit_test(shared_root_is_path_copied_and_snapshot_unchanged),
         cmocka_unit_test(random_ops_match_reference_model),
+        cmocka_unit_test(map_of_opaque_keys_uses_only_the_given_ops),
+        cmocka_unit_test(add_and_remove_in_an_owned_map_allocates_nothing),
+        cmocka_unit_test(validator_reports_a_key_off_its_path),
         cmocka_unit_test(public_api_handles_collisions_and_depth_eight),
         cmocka_unit_test(public_api_random_set_reset_matches_model),
     };

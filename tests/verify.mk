@@ -34,19 +34,22 @@ CHECK_PARTS     += check-oom check-fuzz
 # tests/stress.c and tests/oom.c are built by the generic $(B)/tests/% rule.
 
 # The fuzz target as a plain program: built with $(CC) and $(CFLAGS_ALL), so
-# also with the sanitizers of a SAN build.
+# also with the sanitizers of a SAN build. Both fuzzer builds define
+# CX_CHECKED (the libFuzzer one compiles the core in, so its CX__ASSERTs are
+# live too).
 $(FUZZ_REPLAY): tests/fuzz/fuzz_ops.c tests/fuzz/replay.c tests/fuzz/fuzz_ops.h $(STATIC_LIB)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) -Itests/fuzz tests/fuzz/fuzz_ops.c tests/fuzz/replay.c -o $@ \
+	$(CC) $(CFLAGS_ALL) -DCX_CHECKED -Itests/fuzz tests/fuzz/fuzz_ops.c tests/fuzz/replay.c -o $@ \
 	  $(LDFLAGS_ALL) $(STATIC_LIB) $(LDLIBS)
 
 # libFuzzer build: the core sources compiled in, so they carry the coverage
 # instrumentation too (ASan + UBSan on).
-FUZZ_LF_FLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -Iinclude -Isrc -Itests/fuzz \
+FUZZ_LF_FLAGS := -std=c11 -D_GNU_SOURCE -DCX_CHECKED -g -O1 -Iinclude -Isrc -Itests/fuzz \
   -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
-$(FUZZ_LIBFUZZER): tests/fuzz/fuzz_ops.c tests/fuzz/fuzz_ops.h $(wildcard src/*.c src/*.h include/*.h)
+# (pool/ too: the core calls into strands, pool/strand.c.)
+$(FUZZ_LIBFUZZER): tests/fuzz/fuzz_ops.c tests/fuzz/fuzz_ops.h $(wildcard src/*.c src/*.h pool/*.c pool/*.h include/*.h)
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(FUZZ_LF_FLAGS) $(wildcard src/*.c) tests/fuzz/fuzz_ops.c -o $@ $(LDLIBS)
+	$(FUZZ_CC) $(FUZZ_LF_FLAGS) $(wildcard src/*.c pool/*.c) tests/fuzz/fuzz_ops.c -o $@ $(LDLIBS)
 
 $(FUZZ_GEN): tests/fuzz/gen_corpus.c tests/fuzz/fuzz_ops.h
 	@mkdir -p $(@D)

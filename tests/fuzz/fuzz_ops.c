@@ -34,7 +34,7 @@
 #include <string.h>
 
 #include "cxvars.h"
-#include "context.h" /* struct cx_context (root), cx__map_depth: depth check */
+#include "context.h" /* struct cx_context (root), cx__map_depth, cx__map_check */
 #include "var.h"     /* cx__var_set_hash */
 #include "fuzz_ops.h"
 
@@ -351,6 +351,9 @@ static void check_ctx(int ci)
     check_foreach(ci, 1 << 20);
     CHECK(cx__map_depth(m->c->root) <= CX__HAMT_MAX_DEPTH, "map depth %u > %d",
           cx__map_depth(m->c->root), CX__HAMT_MAX_DEPTH);
+    /* Every structural invariant of the map (hamt.c), after every operation. */
+    const char *why = cx__map_check(m->c->root);
+    CHECK(why == NULL, "map invariant broken: %s", why);
 }
 
 /* get in the current context: binding > default > ELOOKUP. */
