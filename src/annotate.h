@@ -48,6 +48,9 @@
 #ifdef CX__TSAN
 void __tsan_acquire(void *addr);
 void __tsan_release(void *addr);
+/* A TSan build of the library itself always announces (see below). */
+enum { CX__DET_VALGRIND = 1, CX__DET_TSAN = 2 };
+#define cx__detector ((unsigned char)CX__DET_TSAN)
 #define CX__HAPPENS_BEFORE(addr) __tsan_release((void *)(addr))
 #define CX__HAPPENS_AFTER(addr) __tsan_acquire((void *)(addr))
 #define CX__CK_UNTRACKED(addr, size) ((void)(addr), (void)(size))
