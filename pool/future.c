@@ -5,15 +5,39 @@
  * CX__HAPPENS_BEFORE(&f->state), a release fence and an atomic exchange of
  * the final state; a reader loads the state, and on a final one issues an
  * acquire fence and CX__HAPPENS_AFTER(&f->state) before reading anything
- * else. Waiting never spins: a thread that finds the future incomplete
- * registers in `waiters` (a locked increment, under mu) and re-checks the
- * state before sleeping on cv; the completer exchanges the state (a locked
- * operation) before it reads `waiters`. One of the two sees the other, so
- * either the waiter sees the final state or the completer sees the waiter
- * and broadcasts under mu (which the waiter holds until it sleeps). The
- * common case (nobody waiting yet) costs the completer no lock.
+ * else.
+ *
+ * Sleeping. A waiter that finds the future incomplete sleeps on the
+ * future's event count f->ec (sleep.h: a futex behind a short spin), never
+ * on a condition variable, and holds no lock while it waits:
+ *
+ *     waiter (wait_slow)                  completer (publish)
+ *     waiters++ (locked)                  state = final (locked exchange)
+ *     loop: seen = ec value               if (waiters != 0)
+ *           final state? done                 bump ec, then lock mu and
+ *           scope cancelled? done                 notify the listeners
+ *           sleep while ec == seen
+ *
+ * Both sides make a locked write before their load of the other's word
+ * (plus ck_pr_fence_atomic_load for the weaker architectures), so one of
+ * the two sees the other: either the waiter sees the final state, or the
+ * completer sees the waiter and bumps after it changed the state, so after
+ * the waiter's read of seen, and the sleep returns. A scope cancel stores
+ * the scope's flag before its wake-up (wake_future) bumps the same count
+ * (scope.c, "Waiters"). A registered listener counts in `waiters` too, so
+ * the completer takes mu whenever there is anyone to tell; the common case
+ * (nobody waiting yet) costs the completer one load: no lock, no bump.
+ * wait_any sleeps the same way on a count of its own, bumped by its
+ * listeners and its scope's wake-up.
+ *
+ * Why not a condition variable: glibc's may signal from inside a waiter,
+ * without the mutex (a replacement for a wake-up it may have stolen, e.g.
+ * a timed wait racing a broadcast), which helgrind and DRD report as a
+ * misuse. The event count needs no mutex around the sleep at all. Its word
+ * is only touched by ck's atomics, so it is hidden from helgrind and DRD
+ * for its lifetime (annotate.h); what the waiter reads after waking is
+ * announced on &f->state as above.
  */
-#include <errno.h>
 #include <time.h>
 
 #include "annotate.h"
@@ -21,34 +45,9 @@
 #include "future.h"
 #include "strand.h"
 
-static pthread_once_t attr_once = PTHREAD_ONCE_INIT;
-static pthread_condattr_t cond_attr; /* CLOCK_MONOTONIC deadlines */
-static int attr_err;
-
-/* pthread_once orders attr_init before every return of pthread_once, but
- * helgrind and DRD do not see that (glibc's fast path is an atomic load):
- * the handoff is annotated like any other. */
-static void attr_init(void)
-{
-    attr_err = pthread_condattr_init(&cond_attr);
-    if (attr_err == 0)
-        attr_err = pthread_condattr_setclock(&cond_attr, CLOCK_MONOTONIC);
-    CX__HAPPENS_BEFORE(&attr_once);
-}
-
-static bool attr_ready(void)
-{
-    if (pthread_once(&attr_once, attr_init) != 0)
-        return false;
-    CX__HAPPENS_AFTER(&attr_once);
-    return attr_err == 0;
-}
-
 cx_future *cx__future_new(void *(*fn)(void *), void *arg, cx_context *ctx,
                           enum cx__job_ctx kind, bool handle, unsigned int gen)
 {
-    if (handle && !attr_ready())
-        return NULL;
     cx_future *f = cx__malloc(sizeof(*f));
     if (f == NULL)
         return NULL;
@@ -73,11 +72,8 @@ cx_future *cx__future_new(void *(*fn)(void *), void *arg, cx_context *ctx,
             cx__free(f);
             return NULL;
         }
-        if (pthread_cond_init(&f->cv, &cond_attr) != 0) {
-            pthread_mutex_destroy(&f->mu);
-            cx__free(f);
-            return NULL;
-        }
+        cx__ec_init(&f->ec);
+        CX__CK_UNTRACKED(&f->ec, sizeof(f->ec)); /* until cx__future_unref */
     }
     /* Last, once nothing can fail: a snapshot holds a map reference. The
      * scope: the one the snapshot holds (borrowed), or ctx's (retained). */
@@ -172,8 +168,11 @@ static void publish(cx_future *f, unsigned int final, bool wake)
      * satisfied before it (see the file comment). */
     ck_pr_fence_atomic_load();
     if (ck_pr_load_uint(&f->waiters) != 0) {
+        /* The state is final before this bump: a sleeper that read the
+         * count before it sees the state when it looks again. Our
+         * reference keeps f (and ec) alive through the bump. */
+        cx__ec_bump(&f->ec);
         pthread_mutex_lock(&f->mu);
-        pthread_cond_broadcast(&f->cv);
         struct cx__listener *deferred = detach_listeners(f, true);
         pthread_mutex_unlock(&f->mu);
         fire_deferred(f, deferred);
@@ -215,12 +214,14 @@ void cx__future_unref(cx_future *f)
     cx_context_release(f->strand_ctx);
     cx__strand_free(f->strand);
     drop_scope(f);
-    /* In a fork child a parent's mutex or condition variable may look
-     * locked or waited on forever: destroying them could block. Their
-     * memory is all there is to free. */
-    if (f->sync && !cx__forkgen_stale(f->gen)) {
-        pthread_cond_destroy(&f->cv);
-        pthread_mutex_destroy(&f->mu);
+    if (f->sync) {
+        /* Nobody sleeps on or bumps ec any more: every sleeper and every
+         * completer held a reference. */
+        CX__CK_TRACKED(&f->ec, sizeof(f->ec));
+        /* In a fork child a parent's mutex may look locked forever:
+         * destroying it is undefined. Its memory is all there is to free. */
+        if (!cx__forkgen_stale(f->gen))
+            pthread_mutex_destroy(&f->mu);
     }
     CX__FORGET(&f->state, sizeof(f->state));
     CX__FORGET(f, sizeof(*f));
@@ -235,44 +236,41 @@ static bool valid_deadline(const struct timespec *d)
 }
 
 /* A scope cancel's wake-up of a thread sleeping in wait_slow (called
- * under the scope's lock: it only wakes). */
-static void wake_future(void *arg)
-{
-    cx_future *f = arg;
-    pthread_mutex_lock(&f->mu);
-    pthread_cond_broadcast(&f->cv);
-    pthread_mutex_unlock(&f->mu);
-}
+ * under the scope's lock: it only bumps; the sleeper holds a reference to
+ * f and deregisters before it returns). */
+static void wake_future(void *arg) { cx__ec_bump(&((cx_future *)arg)->ec); }
 
-/* Sleeps on cv until f completes, the deadline or the caller's scope's
- * passes (CX_ETIMEDOUT), or that scope is cancelled (CX_ECANCELED). */
+/* Sleeps on f->ec until f completes, the deadline or the caller's scope's
+ * passes (CX_ETIMEDOUT), or that scope is cancelled (CX_ECANCELED). The
+ * protocol is the file comment's. */
 static int wait_slow(cx_future *f, const struct timespec *deadline)
 {
     struct cx__scope_waiter sw;
     struct timespec buf;
-    const struct timespec *until;
+    const struct timespec *until; /* the earlier of deadline and the scope's */
     int rc = cx__scope_wait_begin(&sw, wake_future, f, deadline, &buf, &until);
     if (rc != 0)
         return rc;
-    pthread_mutex_lock(&f->mu);
-    ck_pr_inc_uint(&f->waiters); /* locked: ordered before the load below */
+    ck_pr_inc_uint(&f->waiters); /* locked: ordered before the loads below */
     ck_pr_fence_atomic_load();
-    while (!complete(f)) {
+    for (;;) {
+        /* Read before looking at the state: a bump after this read (a
+         * completion, a cancel of the scope) makes the sleep return. */
+        uint32_t seen = cx__ec_value(&f->ec);
+        if (complete(f))
+            break;
         /* Registered before this look (scope.c, "Waiters"). */
         if (sw.scope != NULL && cx__scope_cancelled(sw.scope)) {
             rc = CX_ECANCELED;
             break;
         }
-        int e = until != NULL ? pthread_cond_timedwait(&f->cv, &f->mu, until)
-                              : pthread_cond_wait(&f->cv, &f->mu);
-        if (e == ETIMEDOUT) {
+        if (!cx__ec_wait_until(&f->ec, seen, until)) {
             if (!complete(f))
                 rc = CX_ETIMEDOUT;
             break;
         }
     }
     ck_pr_dec_uint(&f->waiters);
-    pthread_mutex_unlock(&f->mu);
     cx__scope_wait_end(&sw);
     return rc;
 }
@@ -400,13 +398,6 @@ bool cx__future_run_inline(cx_future *f)
     return true;
 }
 
-int cx__cond_init(pthread_cond_t *cv)
-{
-    if (!attr_ready() || pthread_cond_init(cv, &cond_attr) != 0)
-        return CX_ENOMEM;
-    return 0;
-}
-
 bool cx__future_listen(cx_future *f, struct cx__listener *l)
 {
     pthread_mutex_lock(&f->mu);
@@ -452,34 +443,21 @@ void cx__future_unlisten(cx_future *f, struct cx__listener *l)
 
 /* ------------------------------------------------------------ wait_any */
 
-/* Where a wait_any sleeps: its listeners (one per future, plain: called
- * under the future's lock) and a scope cancel set `fired` / wake it. */
-struct any_sync {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool fired; /* under mu */
-};
+/* A wait_any's listener (one per future, plain: called under the
+ * future's lock by its completer, after the state is final): it bumps the
+ * waiting thread's own event count, as does a cancel of its scope. */
 struct any_listener {
     struct cx__listener l; /* first */
-    struct any_sync *sync;
+    struct ck_ec32 *ec;    /* borrowed: on the waiter's stack, alive until
+                              every listener is unregistered */
 };
 
-static void any_wake(void *arg)
-{
-    struct any_sync *s = arg;
-    pthread_mutex_lock(&s->mu);
-    pthread_cond_broadcast(&s->cv);
-    pthread_mutex_unlock(&s->mu);
-}
+static void any_wake(void *arg) { cx__ec_bump(arg); }
 
 static void any_fire(struct cx__listener *l, cx_future *f)
 {
     (void)f;
-    struct any_sync *s = ((struct any_listener *)l)->sync;
-    pthread_mutex_lock(&s->mu);
-    s->fired = true;
-    pthread_cond_broadcast(&s->cv);
-    pthread_mutex_unlock(&s->mu);
+    cx__ec_bump(((struct any_listener *)l)->ec);
 }
 
 /* The lowest index of a complete future, or n. */
@@ -494,7 +472,10 @@ static size_t first_complete(cx_future *const *fs, size_t n)
 #define ANY_ON_STACK 8
 
 /* Sleeps until one of fs[0..n) completes: listeners on each, registered
- * until one is found complete. 0 or CX_ETIMEDOUT / CX_ECANCELED / CX_ENOMEM. */
+ * until one is found complete, bump a count on our stack (the file
+ * comment's protocol: read the count, look at every state, sleep). 0 (one
+ * is complete, or was seen complete) or CX_ETIMEDOUT / CX_ECANCELED /
+ * CX_ENOMEM; the caller looks at the states again in every case. */
 static int wait_any_slow(cx_future *const *fs, size_t n, const struct timespec *deadline)
 {
     struct any_listener stack[ANY_ON_STACK], *ls = stack;
@@ -502,52 +483,48 @@ static int wait_any_slow(cx_future *const *fs, size_t n, const struct timespec *
         if (n > SIZE_MAX / sizeof(*ls) || (ls = cx__malloc(n * sizeof(*ls))) == NULL)
             return CX_ENOMEM;
     }
-    struct any_sync s = {.fired = false};
-    int rc = CX_ENOMEM;
-    if (pthread_mutex_init(&s.mu, NULL) != 0)
-        goto out;
-    if (cx__cond_init(&s.cv) != 0) {
-        pthread_mutex_destroy(&s.mu);
-        goto out;
-    }
+    /* Only ck's atomics touch it: hidden from helgrind/DRD until nobody
+     * can bump it any more (below), as the pool's counts are. */
+    struct ck_ec32 ec;
+    cx__ec_init(&ec);
+    CX__CK_UNTRACKED(&ec, sizeof(ec));
+    bool done = false;
     size_t reg = 0;
     for (; reg < n; reg++) {
         ls[reg].l.fire = any_fire;
         ls[reg].l.deferred = false;
-        ls[reg].sync = &s;
+        ls[reg].ec = &ec;
         if (!cx__future_listen(fs[reg], &ls[reg].l)) {
-            s.fired = true; /* complete already: no need to sleep */
+            done = true; /* complete already: no need to sleep */
             break;
         }
     }
     struct cx__scope_waiter sw;
     struct timespec buf;
     const struct timespec *until;
-    rc = s.fired ? 0 : cx__scope_wait_begin(&sw, any_wake, &s, deadline, &buf, &until);
-    if (!s.fired && rc == 0) {
-        pthread_mutex_lock(&s.mu);
-        while (!s.fired) {
+    int rc = done ? 0 : cx__scope_wait_begin(&sw, any_wake, &ec, deadline, &buf, &until);
+    if (!done && rc == 0) {
+        for (;;) {
+            uint32_t seen = cx__ec_value(&ec); /* before the looks */
+            if (first_complete(fs, n) < n)
+                break;
             if (sw.scope != NULL && cx__scope_cancelled(sw.scope)) {
                 rc = CX_ECANCELED;
                 break;
             }
-            int e = until != NULL ? pthread_cond_timedwait(&s.cv, &s.mu, until)
-                                  : pthread_cond_wait(&s.cv, &s.mu);
-            if (e == ETIMEDOUT) {
-                if (!s.fired)
-                    rc = CX_ETIMEDOUT;
+            if (!cx__ec_wait_until(&ec, seen, until)) {
+                rc = CX_ETIMEDOUT; /* unless one completed meanwhile: the
+                                      caller looks again */
                 break;
             }
         }
-        pthread_mutex_unlock(&s.mu);
-        cx__scope_wait_end(&sw);
+        cx__scope_wait_end(&sw); /* any_wake is not running and will not run */
     }
-    /* After this, no listener of ours is called any more. */
+    /* After this, no listener of ours is called any more (a plain
+     * listener fires under the future's lock, which unlisten takes). */
     for (size_t i = 0; i < reg; i++)
         cx__future_unlisten(fs[i], &ls[i].l);
-    pthread_cond_destroy(&s.cv);
-    pthread_mutex_destroy(&s.mu);
-out:
+    CX__CK_TRACKED(&ec, sizeof(ec));
     if (ls != stack)
         cx__free(ls);
     return rc;

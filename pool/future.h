@@ -34,10 +34,13 @@
  *     Dropped (set to NULL) together with ctx.
  *   - listeners (under mu): notified once the future is complete. A
  *     plain one (deferred false) is called under mu and only wakes a
- *     sleeper (wait_any); a deferred one is detached under mu and called
- *     after it is released, and may run anything (on_done, a group's
- *     count). Each registered listener counts in `waiters`, so that the
- *     completer takes the lock.
+ *     sleeper (wait_any: it bumps that wait's own event count); a
+ *     deferred one is detached under mu and called after it is released,
+ *     and may run anything (on_done, a group's count). Each registered
+ *     listener counts in `waiters`, so that the completer takes the lock.
+ *   - ec: where waiters of this future sleep (sleep.h); see future.c for
+ *     the protocol. mu guards the listeners only: nobody sleeps holding
+ *     it or waiting for it to be signalled.
  *
  * No self-deadlock (SPEC 5.3): a worker of the pool that waits on a
  * future of the same pool still QUEUED claims it itself (the one
@@ -57,6 +60,7 @@
 #include "context.h"
 #include "cxpool.h"
 #include "scope.h"
+#include "sleep.h"
 
 enum {
     CX__F_QUEUED,
@@ -76,9 +80,10 @@ struct cx__listener {
 struct cx_future {
     cx__ref ref;
     unsigned int state;   /* CX__F_* (atomic) */
-    unsigned int waiters; /* threads inside the slow path of wait (atomic) */
+    unsigned int waiters; /* sleepers in wait_slow plus registered
+                             listeners (atomic; see future.c) */
     unsigned int gen;     /* fork generation of the pool (forkgen.h) */
-    bool sync;            /* mu and cv are initialised (a handle exists) */
+    bool sync;            /* mu and ec are initialised (a handle exists) */
     int status;           /* 0 or CX_EBUSY; valid once DONE */
     void *(*fn)(void *);
     void *arg;
@@ -97,8 +102,11 @@ struct cx_future {
     cx_scope *scope;      /* see Ownership: scope */
     unsigned char kind;   /* enum cx__job_ctx */
     struct cx__listener *listeners; /* under mu */
-    pthread_mutex_t mu;   /* with cv: sleeping waiters only; the fast */
-    pthread_cond_t cv;    /* paths never lock (cv uses CLOCK_MONOTONIC) */
+    pthread_mutex_t mu;   /* guards listeners; the fast paths never lock */
+    /* Bumped once the state is final (when `waiters` is not 0) and by a
+     * scope cancel's wake-up. Only ck's atomics touch it: hidden from
+     * helgrind/DRD while the future exists (annotate.h). */
+    struct ck_ec32 ec;
 };
 
 /* A QUEUED job that will run fn(arg) in ctx. ctx is consumed on success
@@ -151,8 +159,6 @@ CX__HIDDEN bool cx__future_listen(cx_future *f, struct cx__listener *l);
 /* Removes a plain (not deferred) listener if still registered; once it
  * returns, l->fire is not running and will not run. */
 CX__HIDDEN void cx__future_unlisten(cx_future *f, struct cx__listener *l);
-/* A condition variable on CLOCK_MONOTONIC: 0 or CX_ENOMEM. */
-CX__HIDDEN int cx__cond_init(pthread_cond_t *cv);
 /* The pool whose worker the calling thread is (pool.c), or NULL. */
 CX__HIDDEN cx_pool *cx__pool_self(void);
 

@@ -34,12 +34,24 @@
  *
  * Locks: g->mu guards pending, the errors, the lists and nwait; nothing
  * else is called while it is held (jobs run, futures complete and scopes
- * are cancelled outside it). The scope's wake-up (wake_group) takes g->mu
- * under the scope's lock; g->mu is never held while a scope lock is taken.
+ * are cancelled outside it). g->mu is never held while a scope lock is
+ * taken, and the scope's wake-up (wake_group) takes no lock.
+ *
+ * Sleeping (cx_group_wait, cx_group_release): on the event count g->ec
+ * (sleep.h), never on a condition variable (see future.c for why). A
+ * sleeper, under mu, reads the count, then looks at pending (and its
+ * scope's flag), counts itself in nwait and unlocks before it sleeps. A
+ * thread that changes pending or adds a job does so under mu and, if it
+ * saw nwait != 0 there, bumps the count once it has unlocked: its lock
+ * came after the sleeper's unlock, so the bump comes after the sleeper's
+ * read and the sleep returns. A scope cancel stores the flag before
+ * wake_group bumps (scope.c, "Waiters"). The count's word is only touched
+ * by ck's atomics: hidden from helgrind/DRD while the group exists
+ * (annotate.h); pending and the errors travel under mu.
  */
-#include <errno.h>
 #include <string.h>
 
+#include "annotate.h"
 #include "future.h"
 
 struct gjob {
@@ -56,9 +68,9 @@ struct cx_group {
     cx_pool *pool;      /* borrowed: must outlive the group */
     cx_scope *scope;    /* owned */
     pthread_mutex_t mu;
-    pthread_cond_t cv;  /* waiters of wait and release (CLOCK_MONOTONIC) */
+    struct ck_ec32 ec;  /* where wait and release sleep (see Sleeping) */
     unsigned int pending; /* jobs from go to complete, under mu */
-    unsigned int nwait;   /* threads sleeping on cv, under mu */
+    unsigned int nwait;   /* threads sleeping on ec, under mu */
     int fn_err;   /* the first non-zero fn return, under mu */
     int skip_err; /* the first status of a job that did not run, under mu */
     struct gjob *live, *dead; /* under mu */
@@ -71,7 +83,9 @@ static void group_unref(cx_group *g)
 {
     if (!cx__ref_dec(&g->ref))
         return;
-    pthread_cond_destroy(&g->cv);
+    /* Every sleeper and every bumper held a reference: nobody touches the
+     * count any more. */
+    CX__CK_TRACKED(&g->ec, sizeof(g->ec));
     pthread_mutex_destroy(&g->mu);
     cx_scope_release(g->scope);
     cx__free(g);
@@ -117,9 +131,10 @@ static void gjob_done(struct cx__listener *l, cx_future *f)
     j->next = g->dead;
     g->dead = j;
     g->pending--;
-    if (g->nwait != 0)
-        pthread_cond_broadcast(&g->cv);
+    bool wake = g->nwait != 0;
     pthread_mutex_unlock(&g->mu);
+    if (wake)
+        cx__ec_bump(&g->ec); /* g is alive: the job's reference */
     group_unref(g); /* the job's: g may be gone from here on */
 }
 
@@ -151,13 +166,10 @@ static cx_future *queued_job(cx_group *g)
     return NULL;
 }
 
-static void wake_group(void *arg)
-{
-    cx_group *g = arg;
-    pthread_mutex_lock(&g->mu);
-    pthread_cond_broadcast(&g->cv);
-    pthread_mutex_unlock(&g->mu);
-}
+/* A scope cancel's wake-up of a thread sleeping in cx_group_wait (called
+ * under the scope's lock: it only bumps; the sleeper holds the owner's
+ * reference and deregisters before it returns). */
+static void wake_group(void *arg) { cx__ec_bump(&((cx_group *)arg)->ec); }
 
 /* -------------------------------------------------------------- public */
 
@@ -178,18 +190,14 @@ int cx_group_new(cx_group **out, cx_pool *pool)
         cx__free(g);
         return CX_ENOMEM;
     }
-    if (cx__cond_init(&g->cv) != 0) {
-        pthread_mutex_destroy(&g->mu);
-        cx__free(g);
-        return CX_ENOMEM;
-    }
     int rc = cx_scope_new(&g->scope, NULL);
     if (rc != 0) {
-        pthread_cond_destroy(&g->cv);
         pthread_mutex_destroy(&g->mu);
         cx__free(g);
         return rc;
     }
+    cx__ec_init(&g->ec);
+    CX__CK_UNTRACKED(&g->ec, sizeof(g->ec)); /* until group_unref frees g */
     *out = g;
     return 0;
 }
@@ -255,11 +263,12 @@ int cx_group_go(cx_group *g, int (*fn)(void *), void *arg)
         cx_context_release(copy);
     }
     pthread_mutex_lock(&g->mu);
+    bool wake = g->nwait != 0; /* the caller holds the owner's reference */
     if (a.rc != 0) {
         g->pending--;
-        if (g->nwait != 0)
-            pthread_cond_broadcast(&g->cv);
         pthread_mutex_unlock(&g->mu);
+        if (wake)
+            cx__ec_bump(&g->ec);
         cx__free(j);
         group_unref(g); /* never the last: the caller holds the owner's */
         return a.rc;
@@ -270,9 +279,9 @@ int cx_group_go(cx_group *g, int (*fn)(void *), void *arg)
     if (j->next != NULL)
         j->next->prev = j;
     g->live = j;
-    if (g->nwait != 0)
-        pthread_cond_broadcast(&g->cv); /* an inline-capable waiter: new work */
     pthread_mutex_unlock(&g->mu);
+    if (wake)
+        cx__ec_bump(&g->ec); /* an inline-capable waiter: new work */
     if (!cx__future_listen(j->f, &j->l))
         gjob_done(&j->l, j->f); /* ended already */
     return 0;
@@ -297,6 +306,8 @@ int cx_group_wait(cx_group *g, const struct timespec *deadline)
         return rc;
     pthread_mutex_lock(&g->mu);
     for (;;) {
+        /* Read before the looks below (see Sleeping). */
+        uint32_t seen = cx__ec_value(&g->ec);
         if (g->pending == 0) {
             rc = g->fn_err != 0 ? g->fn_err : g->skip_err;
             break;
@@ -315,10 +326,11 @@ int cx_group_wait(cx_group *g, const struct timespec *deadline)
             continue;
         }
         g->nwait++;
-        int e = until != NULL ? pthread_cond_timedwait(&g->cv, &g->mu, until)
-                              : pthread_cond_wait(&g->cv, &g->mu);
+        pthread_mutex_unlock(&g->mu);
+        bool moved = cx__ec_wait_until(&g->ec, seen, until);
+        pthread_mutex_lock(&g->mu);
         g->nwait--;
-        if (e == ETIMEDOUT && g->pending != 0) {
+        if (!moved && g->pending != 0) {
             rc = CX_ETIMEDOUT;
             break;
         }
@@ -346,7 +358,10 @@ void cx_group_release(cx_group *g)
         return;
     (void)cx_scope_cancel(g->scope);
     pthread_mutex_lock(&g->mu);
-    while (g->pending != 0) {
+    for (;;) {
+        uint32_t seen = cx__ec_value(&g->ec); /* before the looks */
+        if (g->pending == 0)
+            break;
         cx_future *f = queued_job(g);
         if (f != NULL) {
             pthread_mutex_unlock(&g->mu);
@@ -356,7 +371,9 @@ void cx_group_release(cx_group *g)
             continue;
         }
         g->nwait++;
-        pthread_cond_wait(&g->cv, &g->mu);
+        pthread_mutex_unlock(&g->mu);
+        cx__ec_wait(&g->ec, seen);
+        pthread_mutex_lock(&g->mu);
         g->nwait--;
     }
     pthread_mutex_unlock(&g->mu);

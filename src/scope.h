@@ -21,9 +21,9 @@
  *     every waiter registered anywhere in the cancelled subtree.
  *
  * Lock order: the tree lock (scope.c) > a scope's waiter lock > whatever
- * lock a wake-up callback takes (a future's, a group's, a wait_any's). A
- * callback must only wake (lock, broadcast or bump, unlock): it must not
- * call back into scopes, release anything, or run user code.
+ * lock a wake-up callback takes (today's callbacks take none: each bumps
+ * the sleeper's event count, pool/sleep.h). A callback must only wake: it
+ * must not call back into scopes, release anything, or run user code.
  */
 #ifndef CX_SCOPE_H
 #define CX_SCOPE_H
@@ -47,7 +47,7 @@ struct cx_scope {
     cx__ref ref;
     /* 1 once cancelled (atomic; only ever set, under the tree lock). Hidden
      * from helgrind/DRD: a flag read without a lock by design, carrying no
-     * data (the waiters' wake-ups go through their own mutexes). */
+     * data (a waiter's wake-up is a bump of its own event count). */
     unsigned int cancelled;
     bool has_deadline;        /* the chain has a deadline: the earliest */
     struct timespec deadline; /* of this scope's own and its ancestors' */
