@@ -275,6 +275,22 @@ static int wait_slow(cx_future *f, const struct timespec *deadline)
     return rc;
 }
 
+/* Sleeps until f is complete, whatever the caller's scope says: for a
+ * canceller waiting out another's release of the context (short, and its
+ * 0 must mean "complete"). Same protocol as wait_slow. */
+static void wait_complete(cx_future *f)
+{
+    ck_pr_inc_uint(&f->waiters); /* locked: ordered before the loads below */
+    ck_pr_fence_atomic_load();
+    for (;;) {
+        uint32_t seen = cx__ec_value(&f->ec);
+        if (complete(f))
+            break;
+        cx__ec_wait(&f->ec, seen);
+    }
+    ck_pr_dec_uint(&f->waiters);
+}
+
 /* Waits until f completes (0), the absolute CLOCK_MONOTONIC deadline
  * passes (CX_ETIMEDOUT; NULL: no deadline), or the caller's scope is
  * cancelled (CX_ECANCELED) or past its deadline (CX_ETIMEDOUT). In a
@@ -348,7 +364,7 @@ int cx_future_cancel(cx_future *f)
         /* Another canceller won and is still releasing the job's context
          * (a destroy callback may be slow): 0 means "complete", so wait
          * for its publication like any waiter (it wakes us). */
-        (void)wait_slow(f, NULL);
+        wait_complete(f);
         return 0;
     }
     return s == CX__F_CANCELLED ? 0 : CX_EBUSY;
