@@ -48,9 +48,15 @@ cx_future *cx__future_new(void *(*fn)(void *), void *arg, cx_context *ctx,
 {
     if (handle && !attr_ready())
         return NULL;
-    cx_future *f = cx__malloc(sizeof(*f));
-    if (f == NULL)
+    /* The capture first: leaving CX_VAR_LOCAL variables out may allocate. */
+    cx__node *root = NULL;
+    if (kind == CX__JOB_SNAPSHOT && cx__capture_root(&root) != 0)
         return NULL;
+    cx_future *f = cx__malloc(sizeof(*f));
+    if (f == NULL) {
+        cx__map_release(root);
+        return NULL;
+    }
     cx__ref_init(&f->ref);
     f->state = CX__F_QUEUED;
     f->waiters = 0;
@@ -66,22 +72,30 @@ cx_future *cx__future_new(void *(*fn)(void *), void *arg, cx_context *ctx,
     if (handle) {
         cx__ref_inc(&f->ref); /* the caller's */
         if (pthread_mutex_init(&f->mu, NULL) != 0) {
+            cx__map_release(root);
             cx__free(f);
             return NULL;
         }
         if (pthread_cond_init(&f->cv, &cond_attr) != 0) {
             pthread_mutex_destroy(&f->mu);
+            cx__map_release(root);
             cx__free(f);
             return NULL;
         }
     }
-    /* Last, once nothing can fail: a snapshot holds a map reference. */
-    if (kind == CX__JOB_SNAPSHOT)
-        f->ctx = cx__copy_context_into(&f->snapshot);
-    else if (kind == CX__JOB_EMPTY)
-        f->ctx = cx__context_embed(&f->snapshot, NULL);
-    else
+    /* Last: the job's own context takes over the captured map. It has a
+     * lock (not private) so that cx_pool_inspect can copy it while the job
+     * sets variables in it. */
+    if (kind == CX__JOB_GIVEN) {
         f->ctx = ctx;
+    } else if ((f->ctx = cx__context_embed_shared(&f->snapshot, root)) == NULL) {
+        if (handle) {
+            pthread_cond_destroy(&f->cv);
+            pthread_mutex_destroy(&f->mu);
+        }
+        cx__free(f);
+        return NULL;
+    }
     return f;
 }
 

@@ -135,6 +135,7 @@
 #include "context.h"
 #include "forkgen.h"
 #include "future.h"
+#include "inspect.h"
 #include "queue.h"
 #include "sleep.h"
 #include "strand.h"
@@ -152,6 +153,7 @@ struct worker {
     cx__tstate *st;    /* owned until the thread installs it; then the
                           thread's (freed at its exit by the core) */
     pthread_t tid;
+    struct cx__wslot slot; /* what cx_pool_inspect and stats see (inspect.h) */
     char pad[64];      /* keeps neighbours' ec and idle off this line */
 };
 
@@ -167,8 +169,11 @@ struct cx_pool {
                                (atomic) */
     char pad2[64];
     unsigned int flags;     /* CX__P_* (atomic; only ever set) */
+    unsigned int stamp;     /* atomic: workers read the clock at each job
+                               start (set by the first cx_pool_inspect) */
     unsigned int gen;       /* fork generation at creation */
     unsigned int nthreads;
+    unsigned int nslots;    /* workers whose slot is initialised (new) */
     struct worker *workers; /* owned, nthreads entries */
     pthread_mutex_t join_lock;
     bool joined;            /* under join_lock: all workers joined */
@@ -180,10 +185,61 @@ struct cx_pool {
                                read without the lock) */
     unsigned int parked;    /* strand jobs parked or in the ready list
                                (atomic): workers do not leave while any */
+    /* Introspection (cx_pool_inspect, cx_pool_stats_get). */
+    pthread_mutex_t stamp_mu;     /* the first inspect turns stamping on */
+    struct timespec stamp_since;  /* under stamp_mu, then read-only: when */
+    uint64_t stat_other[CX__STAT_N]; /* outcomes counted by threads that
+                                        are not p's workers (atomic) */
+    char pad3[64];
+    uint64_t submitted;     /* jobs accepted by a submit (atomic, alone on
+                               its line: submitters only) */
+    char pad4[64];
 };
 
 /* The pool whose job this thread is running (NULL outside workers). */
 static __thread cx_pool *self_pool __attribute__((tls_model("initial-exec")));
+/* This thread's worker (NULL outside workers). */
+static __thread struct worker *self_worker __attribute__((tls_model("initial-exec")));
+
+/* ------------------------------------------------------ introspection hooks */
+
+void cx__pool_count(cx_pool *p, enum cx__pool_stat what)
+{
+    struct worker *w = self_worker;
+    if (__builtin_expect(w != NULL && w->pool == p, 1))
+        cx__wslot_count(&w->slot, what);
+    else
+        ck_pr_inc_64(&p->stat_other[what]);
+}
+
+void cx__pool_job_begin(struct cx__job_mark *m, cx_context *ctx)
+{
+    struct worker *w = self_worker;
+    m->w = w;
+    m->prev = NULL;
+    if (w == NULL)
+        return;
+    /* A job run inside another (a wait that runs queued work inline)
+     * shows for its duration, then the outer one again. */
+    m->prev = ck_pr_load_ptr(&w->slot.ctx);
+    m->prev_started = w->slot.started;
+    if (m->prev != NULL)
+        cx__wslot_withdraw(&w->slot);
+    struct timespec t = {0, 0};
+    if (ck_pr_load_uint(&w->pool->stamp) != 0)
+        clock_gettime(CLOCK_MONOTONIC, &t);
+    cx__wslot_publish(&w->slot, ctx, &t);
+}
+
+void cx__pool_job_end(struct cx__job_mark *m)
+{
+    struct worker *w = m->w;
+    if (w == NULL)
+        return;
+    cx__wslot_withdraw(&w->slot);
+    if (m->prev != NULL)
+        cx__wslot_publish(&w->slot, m->prev, &m->prev_started);
+}
 
 /* ---------------------------------------------------------------- workers */
 
@@ -196,12 +252,21 @@ static void handle(cx_pool *p, cx_future *f)
                           (ck_pr_load_uint(&p->flags) & CX__P_CANCEL) != 0);
     } else if (ck_pr_load_uint(&p->flags) & CX__P_CANCEL) {
         (void)cx__future_cancel_queued(f, true);
+        cx__pool_count(p, CX__STAT_CANCELLED); /* by now or before */
     } else if (cx__future_claim(f)) {
         void *result = NULL;
+        struct cx__job_mark m;
+        cx__pool_job_begin(&m, f->ctx);
         int rc = cx_context_run(f->ctx, f->fn, f->arg, &result);
+        cx__pool_job_end(&m); /* before the context goes */
         cx_context_release(f->ctx);
         f->ctx = NULL;
+        /* Counted before the future completes: whoever saw it complete
+         * finds it counted. */
+        cx__pool_count(p, rc == 0 ? CX__STAT_COMPLETED : CX__STAT_FAILED_BUSY);
         cx__future_finish(f, rc, result);
+    } else {
+        cx__pool_count(p, CX__STAT_CANCELLED); /* cx_future_cancel won */
     }
     cx__future_unref(f);
 }
@@ -284,6 +349,7 @@ static void *worker_main(void *arg)
     cx_pool *p = w->pool;
     (void)cx__tstate_install(w->st);
     self_pool = p;
+    self_worker = w;
     for (;;) {
         cx_future *f = take(p);
         if (f == NULL) {
@@ -312,6 +378,7 @@ static void *worker_main(void *arg)
         handle(p, f);
     }
     self_pool = NULL;
+    self_worker = NULL;
     return NULL;
 }
 
@@ -342,7 +409,13 @@ static void destroy(cx_pool *p)
         CX__CK_TRACKED(&p->workers[i].ec, sizeof(p->workers[i].ec));
         CX__CK_TRACKED(&p->workers[i].idle, sizeof(p->workers[i].idle));
     }
+    for (unsigned int i = 0; i < p->nslots; i++)
+        cx__wslot_destroy(&p->workers[i].slot);
     CX__CK_TRACKED(&p->space, sizeof(p->space));
+    CX__CK_TRACKED(&p->submitted, sizeof(p->submitted));
+    CX__CK_TRACKED(p->stat_other, sizeof(p->stat_other));
+    CX__CK_TRACKED(&p->stamp, sizeof(p->stamp));
+    pthread_mutex_destroy(&p->stamp_mu);
     cx__queue_destroy(&p->q);
     cx__free(p->workers);
     cx__free(p);
@@ -415,7 +488,23 @@ int cx_pool_new(cx_pool **out, const cx_pool_opts *opts)
         return CX_ENOMEM;
     }
     p->nthreads = threads;
+    if (pthread_mutex_init(&p->stamp_mu, NULL) != 0) {
+        cx__free(p->workers);
+        cx__queue_destroy(&p->q);
+        cx__free(p);
+        return CX_ENOMEM;
+    }
+    CX__CK_UNTRACKED(&p->submitted, sizeof(p->submitted));
+    CX__CK_UNTRACKED(p->stat_other, sizeof(p->stat_other));
+    CX__CK_UNTRACKED(&p->stamp, sizeof(p->stamp));
     for (unsigned int i = 0; i < threads; i++) {
+        if (cx__wslot_init(&p->workers[i].slot) != 0) {
+            while (i-- > 0)
+                cx__tstate_free(p->workers[i].st);
+            destroy(p);
+            return CX_ENOMEM;
+        }
+        p->nslots++;
         p->workers[i].pool = p;
         p->workers[i].idle = 0;
         cx__ec_init(&p->workers[i].ec);
@@ -516,6 +605,8 @@ static int submit(cx_pool *p, enum cx__job_ctx kind, cx_context *ctx, void *(*fn
         rc = CX_ESHUTDOWN;
         goto fail;
     }
+    /* Counted before the push: nobody sees it complete uncounted. */
+    ck_pr_inc_64(&p->submitted);
     if (fut != NULL)
         *fut = f; /* before the push: afterwards f may complete any time */
     if (strand != NULL)
@@ -683,4 +774,83 @@ void cx_pool_free(cx_pool *p)
     pthread_mutex_destroy(&p->ready_mu);
     pthread_mutex_destroy(&p->join_lock);
     destroy(p);
+}
+
+/* ----------------------------------------------------------- introspection */
+
+/* Jobs that start from now on read the clock (the first inspection of a
+ * pool turns it on: a pool nobody inspects never pays for it). */
+static void start_stamping(cx_pool *p)
+{
+    pthread_mutex_lock(&p->stamp_mu);
+    if (ck_pr_load_uint(&p->stamp) == 0) {
+        clock_gettime(CLOCK_MONOTONIC, &p->stamp_since);
+        /* stamp_since is read-only from now on: published by the flag. */
+        CX__HAPPENS_BEFORE(&p->stamp);
+        ck_pr_fence_release();
+        ck_pr_store_uint(&p->stamp, 1);
+    }
+    pthread_mutex_unlock(&p->stamp_mu);
+}
+
+/* Calls fn once per worker with what it does now (see cxpool.h); stops at
+ * and returns fn's first non-zero return. CX_EINVAL for NULL p or fn,
+ * CX_EFORK in a fork child, CX_ENOMEM if a worker's context cannot be
+ * copied (fn is not called for it, nor for the workers after it). Each
+ * w->ctx is a new reference that fn's caller (fn) must release. */
+int cx_pool_inspect(cx_pool *p, int (*fn)(const cx_worker_info *w, void *arg), void *arg)
+{
+    if (p == NULL || fn == NULL)
+        return CX_EINVAL;
+    if (cx__forkgen_stale(p->gen))
+        return CX_EFORK;
+    if (ck_pr_load_uint(&p->stamp) == 0)
+        start_stamping(p);
+    ck_pr_fence_acquire();
+    CX__HAPPENS_AFTER(&p->stamp);
+    for (unsigned int i = 0; i < p->nthreads; i++) {
+        cx_worker_info w;
+        int rc = cx__wslot_read(&p->workers[i].slot, &w);
+        if (rc != 0)
+            return rc;
+        w.index = i;
+        /* A job that was already running when stamping started has no
+         * time of its own: it started that early at the latest. */
+        if (w.busy && w.started.tv_sec == 0 && w.started.tv_nsec == 0)
+            w.started = p->stamp_since;
+        /* fn runs outside the slot's lock: it may take its time. */
+        rc = fn(&w, arg);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Sums the workers' counters (each exact, the sum a snapshot: the
+ * counters are read one after the other while jobs go on). */
+int cx_pool_stats_get(cx_pool *p, cx_pool_stats *out)
+{
+    if (p == NULL || out == NULL)
+        return CX_EINVAL;
+    if (cx__forkgen_stale(p->gen))
+        return CX_EFORK;
+    uint64_t sum[CX__STAT_N];
+    unsigned int running = 0;
+    for (int k = 0; k < CX__STAT_N; k++)
+        sum[k] = ck_pr_load_64(&p->stat_other[k]);
+    for (unsigned int i = 0; i < p->nthreads; i++) {
+        struct cx__wslot *s = &p->workers[i].slot;
+        for (int k = 0; k < CX__STAT_N; k++)
+            sum[k] += cx__wslot_counter(s, (enum cx__pool_stat)k);
+        running += cx__wslot_busy(s);
+    }
+    out->submitted = ck_pr_load_64(&p->submitted);
+    out->completed = sum[CX__STAT_COMPLETED];
+    out->cancelled = sum[CX__STAT_CANCELLED];
+    out->timed_out = sum[CX__STAT_TIMED_OUT];
+    out->failed_busy = sum[CX__STAT_FAILED_BUSY];
+    out->queued = cx__queue_reserved(&p->q) + ck_pr_load_uint(&p->parked);
+    out->running = running;
+    out->threads = p->nthreads;
+    return 0;
 }

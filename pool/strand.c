@@ -27,6 +27,8 @@
  */
 #include "strand.h"
 
+#include "inspect.h"
+
 struct cx__strand {
     pthread_mutex_t mu;    /* guards head, tail, active */
     cx_future *head, *tail; /* waiting behind the active job, in order */
@@ -172,6 +174,7 @@ void cx__strand_handle(cx__tstate *st, cx_future *f, bool cancel)
         (void)cx__future_cancel_queued(f, true);
     if (ck_pr_load_uint(&f->state) != CX__F_QUEUED) {
         /* Cancelled: it never runs; its canceller released f->ctx. */
+        cx__pool_count(f->pool, CX__STAT_CANCELLED);
         hand_on(s);
         drop_strand_ref(f);
         return;
@@ -180,11 +183,16 @@ void cx__strand_handle(cx__tstate *st, cx_future *f, bool cancel)
         return; /* handed back to the pool when ctx is left */
     if (!cx__future_claim(f)) {
         cx__leave(ctx); /* cancelled meanwhile */
+        cx__pool_count(f->pool, CX__STAT_CANCELLED);
         hand_on(s);
         drop_strand_ref(f);
         return;
     }
+    struct cx__job_mark m;
+    cx__pool_job_begin(&m, ctx);
     void *result = cx__run_claimed(st, ctx, f->fn, f->arg);
+    cx__pool_job_end(&m); /* before the strand lets ctx go */
+    cx__pool_count(f->pool, CX__STAT_COMPLETED);
     hand_on(s);
     drop_strand_ref(f);
     cx_context_release(f->ctx);

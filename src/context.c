@@ -99,8 +99,11 @@ static void context_destroy(cx_context *ctx)
     cx__strand_free(ctx->strand);
     cx__map_release(ctx->root);
     track_word(ctx, true);
-    if (ctx->embedded_)
+    if (ctx->embedded_) {
+        if (!ctx->private_)
+            pthread_mutex_destroy(&ctx->lock); /* cx__context_embed_shared */
         return; /* its owner frees the storage */
+    }
     pthread_mutex_destroy(&ctx->lock);
     cx__free(ctx);
 }
@@ -181,7 +184,91 @@ cx_context *cx__copy_context_into(cx_context *ctx)
     return cx__context_embed(ctx, current_root_ref());
 }
 
+cx_context *cx__context_embed_shared(cx_context *ctx, cx__node *root)
+{
+    if (pthread_mutex_init(&ctx->lock, NULL) != 0) {
+        cx__map_release(root);
+        return NULL;
+    }
+    return context_init(ctx, root, false, true);
+}
+
 cx_context *cx_copy_context(void) { return cx__context_with_root(current_root_ref()); }
+
+/* --- captures (context.h) */
+
+struct strip {
+    cx__node *copy; /* the map being stripped (owned) */
+    int rc;
+};
+
+static int strip_one(cx__binding *b, void *arg)
+{
+    struct strip *s = arg;
+    cx__garbage g = {.n = 0};
+    cx__binding *old;
+    /* The walk reads the original map, which holds a reference to every
+     * node of it: the deletes below path-copy those nodes (shared) and
+     * update in place only the copies they made (owned), so the walk
+     * never sees a change. */
+    s->rc = cx__map_del(&s->copy, b->var, &old, &g);
+    if (s->rc != 0)
+        return 1;
+    /* Not the last holder: the original map still has it, so no destroy
+     * callback runs here. */
+    cx__obj_release((cx__obj *)old);
+    cx__garbage_release(&g);
+    return 0;
+}
+
+int cx__map_strip_local(cx__node **rootp)
+{
+    cx__node *root = *rootp;
+    if (__builtin_expect(cx__map_nlocal(root) == 0, 1))
+        return 0;
+    struct strip s = {.copy = root, .rc = 0};
+    cx__map_retain(root); /* shared from now on: deletes copy, never touch root */
+    if (cx__map_foreach_local(root, strip_one, &s) != 0) {
+        cx__map_release(s.copy);
+        return s.rc;
+    }
+    cx__map_release(root);
+    *rootp = s.copy;
+    return 0;
+}
+
+int cx__capture_root(cx__node **out)
+{
+    cx__node *root = current_root_ref();
+    int rc = cx__map_strip_local(&root);
+    if (rc != 0) {
+        cx__map_release(root);
+        return rc;
+    }
+    *out = root;
+    return 0;
+}
+
+int cx__capture_into(cx_context *storage)
+{
+    cx__node *root;
+    int rc = cx__capture_root(&root);
+    if (rc != 0)
+        return rc;
+    cx__context_embed(storage, root);
+    return 0;
+}
+
+cx_context *cx__capture_private(void)
+{
+    cx__node *root;
+    if (cx__capture_root(&root) != 0)
+        return NULL;
+    cx_context *ctx = cx__context_with_root(root);
+    if (ctx != NULL)
+        ctx->private_ = true;
+    return ctx;
+}
 
 cx_context *cx_context_copy(const cx_context *ctx)
 {

@@ -33,7 +33,14 @@
  *              +- [17] collision(hash 0x2a9) -> [ binding(v3), binding(v4) ]
  *
  * Each node also records `size`, the number of bindings below it, so the
- * length of a map is O(1) and is kept up to date by the path copy.
+ * length of a map is O(1) and is kept up to date by the path copy, and
+ * `nlocal`, how many of them belong to CX_VAR_LOCAL variables (SPEC 5.4):
+ * a capture for another thread checks the root's count (O(1) when it is 0)
+ * and otherwise visits only the subtrees that hold local bindings
+ * (cx__map_foreach_local), so leaving them out costs in proportion to the
+ * local bindings, not to the map. A variable's flags never change, so an
+ * update changes `nlocal` exactly when it changes `size`, by the same
+ * amount times u->local (0 or 1).
  *
  * Deletion keeps the tree compact: a non-root bitmap node left with a
  * single binding, and a collision node left with one binding, collapse into
@@ -69,7 +76,8 @@ struct cx__node {
     cx__obj h;
     uint32_t bits;  /* bitmap node: present chunks; collision node: the hash */
     uint32_t count; /* slots in use */
-    size_t size;    /* bindings in this subtree */
+    uint32_t size;   /* bindings in this subtree */
+    uint32_t nlocal; /* of which bindings of CX_VAR_LOCAL variables */
     cx__obj *slot[];
 };
 
@@ -131,7 +139,15 @@ static void garbage_add(cx__garbage *g, cx__obj *o) { g->obj[g->n++] = o; }
 
 static uint32_t obj_size(const cx__obj *o)
 {
-    return o->kind == CX__K_BINDING ? 1 : (uint32_t)((const cx__node *)o)->size;
+    return o->kind == CX__K_BINDING ? 1 : ((const cx__node *)o)->size;
+}
+
+static uint32_t var_local(const cx_var *v) { return (v->flags & CX_VAR_LOCAL) != 0; }
+
+static uint32_t obj_nlocal(const cx__obj *o)
+{
+    return o->kind == CX__K_BINDING ? var_local(((const cx__binding *)o)->var)
+                                    : ((const cx__node *)o)->nlocal;
 }
 
 static uint32_t binding_hash(const cx__binding *b) { return b->var->hash; }
@@ -207,6 +223,7 @@ static cx__node *make_pair(unsigned shift, cx__obj *a, uint32_t ha, cx__binding 
             return NULL;
         c->bits = ha;
         c->size = 2;
+        c->nlocal = obj_nlocal(a) + var_local(b->var);
         c->slot[0] = a;
         c->slot[1] = &b->h;
         return c;
@@ -223,6 +240,7 @@ static cx__node *make_pair(unsigned shift, cx__obj *a, uint32_t ha, cx__binding 
         }
         n->bits = 1u << ia;
         n->size = sub->size;
+        n->nlocal = sub->nlocal;
         n->slot[0] = &sub->h;
         return n;
     }
@@ -231,6 +249,7 @@ static cx__node *make_pair(unsigned shift, cx__obj *a, uint32_t ha, cx__binding 
         return NULL;
     n->bits = (1u << ia) | (1u << ib);
     n->size = obj_size(a) + 1;
+    n->nlocal = obj_nlocal(a) + var_local(b->var);
     n->slot[ia < ib ? 0 : 1] = a;
     n->slot[ia < ib ? 1 : 0] = &b->h;
     return n;
@@ -268,6 +287,7 @@ typedef struct upd {
     cx__binding *b;    /* set: the binding to insert (consumed on success) */
     const cx_var *var; /* the key */
     uint32_t hash;
+    uint32_t local;    /* 1 if var is CX_VAR_LOCAL (nlocal moves with size) */
     cx__binding *old;  /* out: replaced/removed binding, owned */
     cx__garbage *g;
 } upd;
@@ -312,6 +332,7 @@ static int collision_set(cx__node *n, bool own, unsigned shift, upd *u, cx__node
             return CX_ENOMEM;
         c->bits = n->bits;
         c->size = n->size;
+        c->nlocal = n->nlocal;
         copy_slots(c, n, false, UINT32_MAX, i);
         take_old(u, n->slot[i], false);
         c->slot[i] = &u->b->h;
@@ -323,6 +344,7 @@ static int collision_set(cx__node *n, bool own, unsigned shift, upd *u, cx__node
         return CX_ENOMEM;
     c->bits = n->bits;
     c->size = n->size + 1;
+    c->nlocal = n->nlocal + u->local;
     copy_slots(c, n, own, UINT32_MAX, UINT32_MAX);
     c->slot[n->count] = &u->b->h;
     if (own)
@@ -343,6 +365,7 @@ static int bitmap_set(cx__node *n, bool own, unsigned shift, upd *u, cx__node **
             return CX_ENOMEM;
         c->bits = n->bits | bit;
         c->size = n->size + 1;
+        c->nlocal = n->nlocal + u->local;
         copy_slots(c, n, own, idx, UINT32_MAX);
         c->slot[idx] = &u->b->h;
         if (own)
@@ -389,15 +412,17 @@ static int bitmap_set(cx__node *n, bool own, unsigned shift, upd *u, cx__node **
             garbage_add(u->g, &child->h);
         repl = &nc->h;
     }
-    size_t grown = u->old == NULL ? 1 : 0;
+    uint32_t grown = u->old == NULL ? 1 : 0;
     if (own) {
         n->slot[idx] = repl;
         n->size += grown;
+        n->nlocal += grown * u->local;
         *out = n;
         return 0;
     }
     c->bits = n->bits;
     c->size = n->size + grown;
+    c->nlocal = n->nlocal + grown * u->local;
     copy_slots(c, n, false, UINT32_MAX, idx);
     c->slot[idx] = repl;
     *out = c;
@@ -413,7 +438,8 @@ static int node_set(cx__node *n, bool own, unsigned shift, upd *u, cx__node **ou
 
 int cx__map_set(cx__node **rootp, cx__binding *b, cx__binding **old, cx__garbage *g)
 {
-    upd u = {.b = b, .var = b->var, .hash = binding_hash(b), .old = NULL, .g = g};
+    upd u = {.b = b, .var = b->var, .hash = binding_hash(b), .local = var_local(b->var),
+             .old = NULL, .g = g};
     cx__node *root = *rootp, *res;
     if (root == NULL) {
         res = node_alloc(CX__K_BITMAP, 1);
@@ -421,6 +447,7 @@ int cx__map_set(cx__node **rootp, cx__binding *b, cx__binding **old, cx__garbage
             return CX_ENOMEM;
         res->bits = 1u << chunk(u.hash, 0);
         res->size = 1;
+        res->nlocal = u.local;
         res->slot[0] = &b->h;
     } else {
         bool own = cx__ref_unique(&root->h.ref);
@@ -445,13 +472,15 @@ static int node_del(cx__node *n, bool own, unsigned shift, upd *u, cx__obj **out
 /* Removes slot idx of n (bitmap bit `bit`, or 0 for a collision node).
  * If own, n is compacted in place; else *out is a new node (CX_ENOMEM
  * possible). The slot's object is not released here. */
-static int remove_slot(cx__node *n, bool own, uint32_t idx, uint32_t bit, cx__obj **out)
+static int remove_slot(cx__node *n, bool own, uint32_t idx, uint32_t bit, uint32_t local,
+                       cx__obj **out)
 {
     if (own) {
         memmove(&n->slot[idx], &n->slot[idx + 1], (n->count - idx - 1) * sizeof(n->slot[0]));
         n->count--;
         n->bits &= ~bit;
         n->size--;
+        n->nlocal -= local;
         *out = &n->h;
         return 0;
     }
@@ -460,6 +489,7 @@ static int remove_slot(cx__node *n, bool own, uint32_t idx, uint32_t bit, cx__ob
         return CX_ENOMEM;
     c->bits = n->bits & ~bit;
     c->size = n->size - 1;
+    c->nlocal = n->nlocal - local;
     copy_slots(c, n, false, UINT32_MAX, idx);
     *out = &c->h;
     return 0;
@@ -486,7 +516,7 @@ static int collision_del(cx__node *n, bool own, upd *u, cx__obj **out)
         if (n->count == 2) {
             *out = collapse(n, own, 1 - i);
         } else {
-            int rc = remove_slot(n, own, i, 0, out);
+            int rc = remove_slot(n, own, i, 0, u->local, out);
             if (rc != 0)
                 return rc;
         }
@@ -516,7 +546,7 @@ static int bitmap_del(cx__node *n, bool own, unsigned shift, upd *u, cx__obj **o
         if (n->count == 2 && shift > 0 && n->slot[1 - idx]->kind == CX__K_BINDING) {
             *out = collapse(n, own, 1 - idx);
         } else {
-            int rc = remove_slot(n, own, idx, bit, out);
+            int rc = remove_slot(n, own, idx, bit, u->local, out);
             if (rc != 0)
                 return rc;
         }
@@ -555,11 +585,13 @@ static int bitmap_del(cx__node *n, bool own, unsigned shift, upd *u, cx__obj **o
     if (own) {
         n->slot[idx] = nc;
         n->size--;
+        n->nlocal -= u->local;
         *out = &n->h;
         return DEL_DONE;
     }
     c->bits = n->bits;
     c->size = n->size - 1;
+    c->nlocal = n->nlocal - u->local;
     copy_slots(c, n, false, UINT32_MAX, idx);
     c->slot[idx] = nc;
     *out = &c->h;
@@ -575,7 +607,8 @@ static int node_del(cx__node *n, bool own, unsigned shift, upd *u, cx__obj **out
 
 int cx__map_del(cx__node **rootp, const cx_var *var, cx__binding **old, cx__garbage *g)
 {
-    upd u = {.b = NULL, .var = var, .hash = var->hash, .old = NULL, .g = g};
+    upd u = {.b = NULL, .var = var, .hash = var->hash, .local = var_local(var),
+             .old = NULL, .g = g};
     cx__node *root = *rootp;
     *old = NULL;
     if (root == NULL)
@@ -626,6 +659,32 @@ int cx__map_foreach(const cx__node *root, int (*fn)(cx_var *var, void *value, vo
         }
     }
     return 0;
+}
+
+uint32_t cx__map_nlocal(const cx__node *root) { return root == NULL ? 0 : root->nlocal; }
+
+/* Depth is bounded by CX__HAMT_MAX_DEPTH; subtrees without local bindings
+ * are skipped whole. */
+static int foreach_local(const cx__node *n, int (*fn)(cx__binding *b, void *arg), void *arg)
+{
+    for (uint32_t i = 0; i < n->count; i++) {
+        cx__obj *o = n->slot[i];
+        int rc = 0;
+        if (o->kind == CX__K_BINDING) {
+            if (var_local(((cx__binding *)o)->var))
+                rc = fn((cx__binding *)o, arg);
+        } else if (((const cx__node *)o)->nlocal != 0) {
+            rc = foreach_local((const cx__node *)o, fn, arg);
+        }
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+int cx__map_foreach_local(const cx__node *root, int (*fn)(cx__binding *b, void *arg), void *arg)
+{
+    return cx__map_nlocal(root) == 0 ? 0 : foreach_local(root, fn, arg);
 }
 
 static int equal_visit(cx_var *var, void *value, void *arg)

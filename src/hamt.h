@@ -91,6 +91,14 @@ CX__HIDDEN int cx__map_foreach(const cx__node *root,
                                void *arg);
 CX__HIDDEN bool cx__map_equal(const cx__node *a, const cx__node *b);
 
+/* Bindings of CX_VAR_LOCAL variables in the map: O(1). */
+CX__HIDDEN uint32_t cx__map_nlocal(const cx__node *root);
+/* Calls fn for every binding of a CX_VAR_LOCAL variable (borrowed), visiting
+ * only the subtrees that hold some: cost in proportion to those bindings
+ * (times the depth). Stops at the first non-zero return and returns it. */
+CX__HIDDEN int cx__map_foreach_local(const cx__node *root,
+                                     int (*fn)(cx__binding *b, void *arg), void *arg);
+
 /* Test-only introspection: depth of the deepest node (0 for empty). */
 CX__HIDDEN unsigned cx__map_depth(const cx__node *root);
 

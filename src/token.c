@@ -61,6 +61,14 @@ int cx_var_set(cx_var *var, void *value, cx_token **tokp)
         return rc;
     }
     cache_changed(st, var, b);
+    if (cx__watch_var(var)) {
+        /* Before anything is released: the old value is still alive for
+         * the callbacks (a default is not a binding: had_old false). */
+        cx_watch_event ev = {.kind = CX_WATCH_SET, .ctx = ctx, .var = var,
+                             .old_value = old != NULL ? old->value : NULL, .new_value = value,
+                             .had_old = old != NULL, .has_new = true};
+        cx__watch_fire(&ev);
+    }
 
     if (tok != NULL) {
         if (old == NULL)
@@ -119,6 +127,15 @@ int cx_var_reset(cx_var *var, cx_token *tok)
     }
     tok->used = true;
     cache_changed(st, var, back);
+    if (cx__watch_var(var)) {
+        /* old: the binding the reset removed (none if a non-LIFO reset
+         * had removed var already); new: the one it restored, if any. */
+        cx_watch_event ev = {.kind = CX_WATCH_RESET, .ctx = ctx, .var = var,
+                             .old_value = removed != NULL ? removed->value : NULL,
+                             .new_value = back != NULL ? back->value : NULL,
+                             .had_old = removed != NULL, .has_new = back != NULL};
+        cx__watch_fire(&ev);
+    }
     if (move) {
         /* The swap: `back`'s reference is the map's now, and the binding
          * the reset replaced (same variable, plain word) keeps var alive

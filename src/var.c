@@ -36,6 +36,8 @@ int cx_var_new(cx_var **out, const char *name, const cx_var_opts *opts)
 {
     if (out == NULL || name == NULL)
         return CX_EINVAL;
+    if (opts != NULL && (opts->flags & ~(CX_VAR_LOCAL | CX_VAR_WATCHED)) != 0)
+        return CX_EINVAL;
     size_t len = strlen(name);
     cx_var *v = cx__malloc(sizeof(*v) + len + 1);
     if (v == NULL)
@@ -45,6 +47,7 @@ int cx_var_new(cx_var **out, const char *name, const cx_var_opts *opts)
     v->has_default = opts != NULL && opts->has_default;
     v->default_value = v->has_default ? opts->default_value : NULL;
     v->destroy = opts != NULL ? opts->destroy : NULL;
+    v->flags = opts != NULL ? opts->flags : 0;
     memcpy(v->name, name, len + 1);
     *out = v;
     return 0;

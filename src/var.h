@@ -13,6 +13,7 @@ struct cx_var {
     bool has_default;
     void *default_value; /* borrowed from the creator, never destroyed */
     void (*destroy)(void *value);
+    unsigned flags;      /* CX_VAR_LOCAL, CX_VAR_WATCHED; never change */
     char name[];
 };
 
