@@ -24,6 +24,16 @@
  *                           saved values and frees the struct
  *   cxpool_vars_job_ns@K    cx_pool_submit from a context with K variables
  *                           set; the job reads one of them with cx_var_get
+ *   pool_job_local_unbound_ns  as pool_job_ns, in a program that has a
+ *                           CX_VAR_LOCAL variable (SPEC 5.4), not bound in
+ *                           the submitter's context: the capture stays O(1)
+ *   pool_job_local_bound_ns as pool_job_ns with that local variable bound
+ *                           too: each capture leaves it out (a delete from
+ *                           a private copy of the map)
+ *   pool_job_inspected_ns   as pool_job_ns on a pool that cx_pool_inspect
+ *                           has looked at once: its workers then read the
+ *                           clock at every job start (for
+ *                           cx_worker_info.started)
  * BENCH_FILTER=name (or prefix*) runs only the figures named so.
  * Jobs that read a propagated value check it (a wrong value aborts the run:
  * the figure would be meaningless).
@@ -79,9 +89,11 @@ static void counter_wait(counter *c)
 
 /* ------------------------------------------------------------ cxpool */
 
-static cx_pool *pool;
+static cx_pool *pool, *pool_inspected;
 static cx_var *vars[MAX_K];
 static cx_context *ctx_k[NK]; /* K variables set: vars[i] = i + 1 */
+static cx_var *var_local;     /* CX_VAR_LOCAL */
+static cx_context *ctx_local; /* vars[0] = 1 and var_local bound */
 
 static void *job_trivial(void *arg)
 {
@@ -99,6 +111,7 @@ static void *job_read(void *arg)
 }
 
 struct submit_args {
+    cx_pool *pool;
     unsigned long n;
     bool prop;
     void *(*fn)(void *);
@@ -115,21 +128,34 @@ static void *submit_loop(void *arg)
     uint64_t t0 = bench_now_ns();
     if (a->prop)
         for (unsigned long i = 0; i < n; i++)
-            rc |= cx_pool_submit(pool, a->fn, &cnt, NULL);
+            rc |= cx_pool_submit(a->pool, a->fn, &cnt, NULL);
     else
         for (unsigned long i = 0; i < n; i++)
-            rc |= cx_pool_submit_in(pool, NULL, a->fn, &cnt, NULL);
+            rc |= cx_pool_submit_in(a->pool, NULL, a->fn, &cnt, NULL);
     counter_wait(&cnt);
     a->result = (double)(bench_now_ns() - t0) / (double)n;
     BENCH_CHECK(rc == 0);
     return NULL;
 }
 
-static double run_cxpool(cx_context *ctx, bool prop, void *(*fn)(void *), unsigned long n)
+static double run_cxpool_on(cx_pool *p, cx_context *ctx, bool prop, void *(*fn)(void *),
+                            unsigned long n)
 {
-    struct submit_args a = {n, prop, fn, 0};
+    struct submit_args a = {p, n, prop, fn, 0};
     BENCH_CHECK(cx_context_run(ctx, submit_loop, &a, NULL) == 0);
     return a.result;
+}
+
+static double run_cxpool(cx_context *ctx, bool prop, void *(*fn)(void *), unsigned long n)
+{
+    return run_cxpool_on(pool, ctx, prop, fn, n);
+}
+
+static int inspect_one(const cx_worker_info *w, void *arg)
+{
+    (void)arg;
+    cx_context_release(w->ctx);
+    return 0;
 }
 
 /* ------------------------------------------------------------ GLib */
@@ -208,7 +234,8 @@ static double run_manual(unsigned k, unsigned long n)
 
 /* ------------------------------------------------------------ driver */
 
-enum kind { F_POOL, F_NOPROP, F_GLIB, F_MANUAL, F_VARS };
+enum kind { F_POOL, F_NOPROP, F_GLIB, F_MANUAL, F_VARS, F_LOCAL_UNBOUND, F_LOCAL_BOUND,
+            F_INSPECTED };
 
 typedef struct fig {
     char name[48];
@@ -217,7 +244,7 @@ typedef struct fig {
     double s[MAX_REPS];
 } fig;
 
-static fig figs[16];
+static fig figs[24];
 static int nfigs;
 
 static double sample(const fig *f, unsigned long n)
@@ -233,6 +260,12 @@ static double sample(const fig *f, unsigned long n)
         return run_manual(kK[f->ki], n);
     case F_VARS:
         return run_cxpool(ctx_k[f->ki], true, job_read, n);
+    case F_LOCAL_UNBOUND:
+        return run_cxpool(ctx_k[0], true, job_trivial, n);
+    case F_LOCAL_BOUND:
+        return run_cxpool(ctx_local, true, job_trivial, n);
+    case F_INSPECTED:
+        return run_cxpool_on(pool_inspected, ctx_k[0], true, job_trivial, n);
     }
     return 0;
 }
@@ -243,6 +276,12 @@ static void add(enum kind kind, unsigned ki, const char *name)
     f->kind = kind;
     f->ki = ki;
     snprintf(f->name, sizeof(f->name), "%s", name);
+}
+
+static void *set_local(void *arg)
+{
+    BENCH_CHECK(cx_var_set(var_local, (void *)1, NULL) == 0);
+    return arg;
 }
 
 static void *fill(void *arg)
@@ -265,6 +304,10 @@ int main(void)
     BENCH_CHECK(sem_init(&cnt.sem, 0, 0) == 0);
     cx_pool_opts o = {.threads = WORKERS, .queue_size = 0};
     BENCH_CHECK(cx_pool_new(&pool, &o) == 0);
+    BENCH_CHECK(cx_pool_new(&pool_inspected, &o) == 0);
+    BENCH_CHECK(cx_pool_inspect(pool_inspected, inspect_one, NULL) == 0);
+    cx_var_opts lo = {.flags = CX_VAR_LOCAL};
+    BENCH_CHECK(cx_var_new(&var_local, "bench.local", &lo) == 0);
     for (unsigned i = 0; i < MAX_K; i++) {
         BENCH_CHECK(cx_var_new(&vars[i], "bench.var", NULL) == 0);
         BENCH_CHECK(pthread_key_create(&keys[i], NULL) == 0);
@@ -275,6 +318,10 @@ int main(void)
         BENCH_CHECK(ctx_k[k] != NULL);
         BENCH_CHECK(cx_context_run(ctx_k[k], fill, (void *)&kK[k], NULL) == 0);
     }
+    ctx_local = cx_context_new();
+    BENCH_CHECK(ctx_local != NULL);
+    BENCH_CHECK(cx_context_run(ctx_local, fill, (void *)&kK[0], NULL) == 0);
+    BENCH_CHECK(cx_context_run(ctx_local, set_local, NULL, NULL) == 0);
     GError *err = NULL;
     gpool = g_thread_pool_new(gjob_trivial, NULL, WORKERS, TRUE, &err);
     BENCH_CHECK(gpool != NULL);
@@ -293,6 +340,9 @@ int main(void)
         snprintf(nm, sizeof(nm), "cxpool_vars_job_ns@%u", kK[k]);
         add(F_VARS, k, nm);
     }
+    add(F_LOCAL_UNBOUND, 0, "pool_job_local_unbound_ns");
+    add(F_LOCAL_BOUND, 0, "pool_job_local_bound_ns");
+    add(F_INSPECTED, 0, "pool_job_inspected_ns");
 
     /* BENCH_FILTER=name (or prefix*): only those figures (for profiling). */
     const char *filter = getenv("BENCH_FILTER");
@@ -335,6 +385,9 @@ int main(void)
     g_thread_pool_free(gpool, FALSE, TRUE);
     g_thread_pool_free(gpool_manual, FALSE, TRUE);
     cx_pool_free(pool);
+    cx_pool_free(pool_inspected);
+    cx_context_release(ctx_local);
+    cx_var_release(var_local);
     for (unsigned k = 0; k < NK; k++)
         cx_context_release(ctx_k[k]);
     for (unsigned i = 0; i < MAX_K; i++)

@@ -98,6 +98,20 @@ int main(void)
     bench_print("ratio_pool_vs_gthreadpool", r_pool, "x");
     bench_print("ratio_prop_overhead", r_prop, "frac");
     bench_print("ratio_manual64_vs_cxpool64", r_manual, "x");
+    /* SPEC 5.4: what the new features cost where they are not used, and
+     * where they are. */
+    double r_w_unwatched = fig("set_reset_watcher_ns@10") / fig("set_reset_ns@10");
+    double r_w_watched = fig("set_reset_watched_ns@10") / fig("set_reset_ns@10");
+    double r_w_run = fig("run_noop_watcher_ns") / fig("run_noop_ns");
+    double r_local_unbound = fig("pool_job_local_unbound_ns") / fig("pool_job_ns");
+    double r_local_bound = fig("pool_job_local_bound_ns") / fig("pool_job_ns");
+    double r_inspected = fig("pool_job_inspected_ns") / fig("pool_job_ns");
+    bench_print("ratio_setreset_watcher_unwatched", r_w_unwatched, "x");
+    bench_print("ratio_setreset_watcher_watched", r_w_watched, "x");
+    bench_print("ratio_run_watcher", r_w_run, "x");
+    bench_print("ratio_pool_local_unbound", r_local_unbound, "x");
+    bench_print("ratio_pool_local_bound", r_local_bound, "x");
+    bench_print("ratio_pool_inspected", r_inspected, "x");
 
     /* Absolute targets are meant for a moment when malloc(48)+free costs
      * about 12 ns: judged on the figure scaled to that speed (the figure
@@ -120,5 +134,12 @@ int main(void)
     verdict("pool job / GThreadPool job", r_pool, 1, 0, "x");
     verdict("pool propagation overhead (fraction)", r_prop, 0.10, 0, "");
     verdict("manual 64 keys / cxpool 64 vars", r_manual, 4, 1, "x");
+    fprintf(stderr, "SPEC section 5.4 (information: no targets)\n");
+    info("set+reset @10, watcher on, var unwatched / none", r_w_unwatched, "x");
+    info("set+reset @10, watcher on, var watched / none", r_w_watched, "x");
+    info("run no-op, watcher on (ENTER+EXIT) / none", r_w_run, "x");
+    info("pool job, local var declared unbound / none", r_local_unbound, "x");
+    info("pool job, local var bound (left out) / none", r_local_bound, "x");
+    info("pool job, pool inspected (clock per job) / not", r_inspected, "x");
     return 0;
 }
