@@ -27,6 +27,7 @@ PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 CMAKEDIR    ?= $(LIBDIR)/cmake/cxvars
 MANDIR      ?= $(PREFIX)/share/man
 DOCDIR      ?= $(PREFIX)/share/doc/cxvars
+DATADIR     ?= $(PREFIX)/share/cxvars
 CX_TEST_SCALE ?= 100
 VG_SCALE    ?= 3
 
@@ -43,6 +44,10 @@ LIB_CFLAGS  := -fPIC -fvisibility=hidden -fno-semantic-interposition -fexception
 LDLIBS      := -lck -lpthread
 
 ifeq ($(SAN),asan)
+# clang's runtime: gcc 12's libasan reports a false stack-buffer-overflow in
+# its own sigaltstack call when a thread is cancelled and unwinds through a
+# cleanup frame (cx_context_run, the thread trampoline).
+CC          := clang
 SAN_FLAGS   := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 endif
 ifeq ($(SAN),tsan)
@@ -230,6 +235,8 @@ install: lib $(CMAKE_FILES)
 	sh man/pages.sh links $(DESTDIR)$(MANDIR)/man3
 	install -m 644 $(DOC_FILES) $(DESTDIR)$(DOCDIR)/
 	install -m 644 $(DOC_DOCS) $(DESTDIR)$(DOCDIR)/docs/
+	install -d $(DESTDIR)$(DATADIR)
+	install -m 644 tests/tsan.supp $(DESTDIR)$(DATADIR)/
 
 uninstall:
 	rm -f $(addprefix $(DESTDIR)$(INCLUDEDIR)/,$(notdir $(PUBLIC_HDRS))) \
@@ -239,10 +246,11 @@ uninstall:
 	  $(addprefix $(DESTDIR)$(CMAKEDIR)/,$(notdir $(CMAKE_FILES))) \
 	  $(addprefix $(DESTDIR)$(MANDIR)/man3/,$(notdir $(MAN_PAGES))) \
 	  $(addprefix $(DESTDIR)$(DOCDIR)/,$(DOC_FILES)) \
-	  $(addprefix $(DESTDIR)$(DOCDIR)/docs/,$(notdir $(DOC_DOCS)))
+	  $(addprefix $(DESTDIR)$(DOCDIR)/docs/,$(notdir $(DOC_DOCS))) \
+	  $(DESTDIR)$(DATADIR)/tsan.supp
 	sh man/pages.sh names | while read -r name page; do \
 	  rm -f "$(DESTDIR)$(MANDIR)/man3/$$name.3"; done
-	rmdir $(DESTDIR)$(CMAKEDIR) $(DESTDIR)$(DOCDIR)/docs $(DESTDIR)$(DOCDIR) 2>/dev/null || true
+	rmdir $(DESTDIR)$(CMAKEDIR) $(DESTDIR)$(DOCDIR)/docs $(DESTDIR)$(DOCDIR) $(DESTDIR)$(DATADIR) 2>/dev/null || true
 
 # ---------------------------------------------------------------- help
 help:
@@ -275,7 +283,7 @@ help:
 	  'make help           this list' \
 	  '' \
 	  'make check runs: $(CHECK_PARTS)' \
-	  'Variables: PREFIX LIBDIR INCLUDEDIR PKGCONFIGDIR CMAKEDIR MANDIR DOCDIR DESTDIR,' \
+	  'Variables: PREFIX LIBDIR INCLUDEDIR PKGCONFIGDIR CMAKEDIR MANDIR DOCDIR DATADIR DESTDIR,' \
 	  '  B (build dir), SAN=asan|tsan, CC, CFLAGS, LDFLAGS, CX_TEST_SCALE (percent).' \
 	  'cxvars $(VERSION), soname libcxvars.so.$(SOVERSION).'
 

@@ -14,6 +14,9 @@
  *   pool_job_ns             cx_pool_submit from a context holding 1
  *                           variable (the job does not read it)
  *   pool_job_noprop_ns      cx_pool_submit_in(NULL): a fresh empty context
+ *   pool_job_scope_ns       as pool_job_ns, submitted inside CX_WITH_SCOPE
+ *                           of a scope that is never cancelled and has no
+ *                           deadline (SPEC 5.5: <= 1.05 x pool_job_ns)
  *   gthreadpool_job_ns      GThreadPool (2 exclusive threads)
  *   manual_keys_job_ns@K    what C users write today, with GThreadPool as
  *                           the carrier: at submit the job struct is
@@ -90,10 +93,10 @@ static void counter_wait(counter *c)
 /* ------------------------------------------------------------ cxpool */
 
 static cx_pool *pool, *pool_inspected;
-static cx_var *vars[MAX_K];
-static cx_context *ctx_k[NK]; /* K variables set: vars[i] = i + 1 */
 static cx_var *var_local;     /* CX_VAR_LOCAL */
 static cx_context *ctx_local; /* vars[0] = 1 and var_local bound */
+static cx_var *vars[MAX_K];
+static cx_context *ctx_k[NK]; /* K variables set: vars[i] = i + 1 */
 
 static void *job_trivial(void *arg)
 {
@@ -116,12 +119,11 @@ struct submit_args {
     bool prop;
     void *(*fn)(void *);
     double result;
+    cx_scope *scope; /* if not NULL: the loop runs in CX_WITH_SCOPE(scope) */
 };
 
-/* Runs in the submitter's context (entered by cx_context_run). */
-static void *submit_loop(void *arg)
+static void submit_timed(struct submit_args *a)
 {
-    struct submit_args *a = arg;
     unsigned long n = a->n;
     int rc = 0;
     counter_arm(&cnt, n);
@@ -135,20 +137,44 @@ static void *submit_loop(void *arg)
     counter_wait(&cnt);
     a->result = (double)(bench_now_ns() - t0) / (double)n;
     BENCH_CHECK(rc == 0);
+}
+
+/* Runs in the submitter's context (entered by cx_context_run). */
+static void *submit_loop(void *arg)
+{
+    struct submit_args *a = arg;
+    if (a->scope != NULL) {
+        bool ran = false;
+        CX_WITH_SCOPE(a->scope)
+        {
+            submit_timed(a);
+            ran = true;
+        }
+        BENCH_CHECK(ran);
+    } else {
+        submit_timed(a);
+    }
     return NULL;
 }
 
-static double run_cxpool_on(cx_pool *p, cx_context *ctx, bool prop, void *(*fn)(void *),
-                            unsigned long n)
+static double run_cxpool_in(cx_context *ctx, bool prop, void *(*fn)(void *), unsigned long n,
+                            cx_scope *scope)
 {
-    struct submit_args a = {p, n, prop, fn, 0};
+    struct submit_args a = {pool, n, prop, fn, 0, scope};
     BENCH_CHECK(cx_context_run(ctx, submit_loop, &a, NULL) == 0);
     return a.result;
 }
 
 static double run_cxpool(cx_context *ctx, bool prop, void *(*fn)(void *), unsigned long n)
 {
-    return run_cxpool_on(pool, ctx, prop, fn, n);
+    return run_cxpool_in(ctx, prop, fn, n, NULL);
+}
+
+static double run_cxpool_on(cx_pool *p, cx_context *ctx, unsigned long n)
+{
+    struct submit_args a = {p, n, true, job_trivial, 0, NULL};
+    BENCH_CHECK(cx_context_run(ctx, submit_loop, &a, NULL) == 0);
+    return a.result;
 }
 
 static int inspect_one(const cx_worker_info *w, void *arg)
@@ -157,6 +183,8 @@ static int inspect_one(const cx_worker_info *w, void *arg)
     cx_context_release(w->ctx);
     return 0;
 }
+
+static cx_scope *bench_scope; /* never cancelled, no deadline */
 
 /* ------------------------------------------------------------ GLib */
 
@@ -234,8 +262,8 @@ static double run_manual(unsigned k, unsigned long n)
 
 /* ------------------------------------------------------------ driver */
 
-enum kind { F_POOL, F_NOPROP, F_GLIB, F_MANUAL, F_VARS, F_LOCAL_UNBOUND, F_LOCAL_BOUND,
-            F_INSPECTED };
+enum kind { F_POOL, F_NOPROP, F_GLIB, F_MANUAL, F_VARS, F_SCOPE, F_LOCAL_UNBOUND,
+            F_LOCAL_BOUND, F_INSPECTED };
 
 typedef struct fig {
     char name[48];
@@ -254,18 +282,20 @@ static double sample(const fig *f, unsigned long n)
         return run_cxpool(ctx_k[0], true, job_trivial, n);
     case F_NOPROP:
         return run_cxpool(ctx_k[0], false, job_trivial, n);
+    case F_LOCAL_UNBOUND:
+        return run_cxpool(ctx_k[0], true, job_trivial, n);
+    case F_LOCAL_BOUND:
+        return run_cxpool(ctx_local, true, job_trivial, n);
+    case F_INSPECTED:
+        return run_cxpool_on(pool_inspected, ctx_k[0], n);
+    case F_SCOPE:
+        return run_cxpool_in(ctx_k[0], true, job_trivial, n, bench_scope);
     case F_GLIB:
         return run_gthreadpool(n);
     case F_MANUAL:
         return run_manual(kK[f->ki], n);
     case F_VARS:
         return run_cxpool(ctx_k[f->ki], true, job_read, n);
-    case F_LOCAL_UNBOUND:
-        return run_cxpool(ctx_k[0], true, job_trivial, n);
-    case F_LOCAL_BOUND:
-        return run_cxpool(ctx_local, true, job_trivial, n);
-    case F_INSPECTED:
-        return run_cxpool_on(pool_inspected, ctx_k[0], true, job_trivial, n);
     }
     return 0;
 }
@@ -318,6 +348,7 @@ int main(void)
         BENCH_CHECK(ctx_k[k] != NULL);
         BENCH_CHECK(cx_context_run(ctx_k[k], fill, (void *)&kK[k], NULL) == 0);
     }
+    BENCH_CHECK(cx_scope_new(&bench_scope, NULL) == 0);
     ctx_local = cx_context_new();
     BENCH_CHECK(ctx_local != NULL);
     BENCH_CHECK(cx_context_run(ctx_local, fill, (void *)&kK[0], NULL) == 0);
@@ -331,6 +362,7 @@ int main(void)
     char nm[48];
     add(F_POOL, 0, "pool_job_ns");
     add(F_NOPROP, 0, "pool_job_noprop_ns");
+    add(F_SCOPE, 0, "pool_job_scope_ns");
     add(F_GLIB, 0, "gthreadpool_job_ns");
     for (unsigned k = 0; k < NK; k++) {
         snprintf(nm, sizeof(nm), "manual_keys_job_ns@%u", kK[k]);
@@ -385,6 +417,7 @@ int main(void)
     g_thread_pool_free(gpool, FALSE, TRUE);
     g_thread_pool_free(gpool_manual, FALSE, TRUE);
     cx_pool_free(pool);
+    cx_scope_release(bench_scope);
     cx_pool_free(pool_inspected);
     cx_context_release(ctx_local);
     cx_var_release(var_local);

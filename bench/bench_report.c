@@ -90,6 +90,7 @@ int main(void)
     double r_pool = fig("pool_job_ns") / fig("gthreadpool_job_ns");
     double r_prop = fig("pool_job_ns") / fig("pool_job_noprop_ns") - 1;
     double r_manual = fig("manual_keys_job_ns@64") / fig("cxpool_vars_job_ns@64");
+    double r_scope = fig("pool_job_scope_ns") / fig("pool_job_ns");
 
     bench_print("ratio_get_vs_getspecific", r_get, "x");
     bench_print("ratio_setreset_vs_malloc", r_set, "x");
@@ -98,6 +99,7 @@ int main(void)
     bench_print("ratio_pool_vs_gthreadpool", r_pool, "x");
     bench_print("ratio_prop_overhead", r_prop, "frac");
     bench_print("ratio_manual64_vs_cxpool64", r_manual, "x");
+    bench_print("ratio_scope_job_vs_job", r_scope, "x");
     /* SPEC 5.4: what the new features cost where they are not used, and
      * where they are. */
     double r_w_unwatched = fig("set_reset_watcher_ns@10") / fig("set_reset_ns@10");
@@ -134,6 +136,7 @@ int main(void)
     verdict("pool job / GThreadPool job", r_pool, 1, 0, "x");
     verdict("pool propagation overhead (fraction)", r_prop, 0.10, 0, "");
     verdict("manual 64 keys / cxpool 64 vars", r_manual, 4, 1, "x");
+    verdict("pool job under a scope / without (5.5)", r_scope, 1.05, 0, "x");
     fprintf(stderr, "SPEC section 5.4 (information: no targets)\n");
     info("set+reset @10, watcher on, var unwatched / none", r_w_unwatched, "x");
     info("set+reset @10, watcher on, var watched / none", r_w_watched, "x");

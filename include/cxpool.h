@@ -43,11 +43,19 @@ typedef struct cx_pool_opts {
  * shutdown; wait/result/cancel of its unfinished futures too) instead of
  * hanging, and cx_pool_free of it frees what it can without joining.
  *
- * Waiting inside jobs: a job may wait on another job's future only while a
- * worker stays free to run it. If every worker waits on jobs still queued,
- * the pool deadlocks (there is no work stealing); the same holds for a
- * blocking cx_pool_submit from a job into its own full pool: use
- * cx_pool_try_submit there. Workers start with every signal blocked. */
+ * Waiting inside jobs: a wait (future, wait_any, group) in a job of pool P
+ * on work of P still queued runs that work inline in the waiting worker,
+ * in the work's own context, so waiting on jobs one submitted completes
+ * on a pool of any size (not for submit_in jobs with a given context). A
+ * blocking cx_pool_submit from a job into its own full pool still waits
+ * for a place: use cx_pool_try_submit there.
+ *
+ * Scopes (cxvars.h): a job whose scope (current at submit, or bound in
+ * submit_in's context) is cancelled or past its deadline when a worker
+ * takes it completes with CX_ECANCELED / CX_ETIMEDOUT without running.
+ * Every blocking call below returns CX_ECANCELED when the caller's current
+ * scope is cancelled and CX_ETIMEDOUT at its deadline, whatever deadline
+ * argument it was given. Workers start with every signal blocked. */
 
 /* Starts the workers. *out receives the pool (free it with cx_pool_free).
  * CX_EAGAIN if a thread cannot be created. */
@@ -63,12 +71,18 @@ CX_EXTERN int cx_pool_submit(cx_pool *p, void *(*fn)(void *), void *arg,
 CX_EXTERN int cx_pool_try_submit(cx_pool *p, void *(*fn)(void *), void *arg,
                                  cx_future **fut);
 /* Runs fn(arg) in ctx itself (the pool keeps its own reference until the
- * job has run), so its writes are visible in ctx afterwards; if ctx is
- * entered elsewhere when the job starts, fn is not called and the future
- * completes with CX_EBUSY. ctx == NULL: a fresh empty context. */
+ * job has run), so its writes are visible in ctx afterwards. Jobs into one
+ * ctx form a strand: they run one at a time, in submit order, each seeing
+ * the previous one's writes, never failing with CX_EBUSY because of each
+ * other (jobs from several pools into one ctx too). If ctx is entered
+ * outside the pool (cx_context_enter, a run, a thread) when a job's turn
+ * comes, the job waits, without holding a worker, until ctx is left; a
+ * draining pool waits for it. ctx == NULL: a fresh empty context. */
 CX_EXTERN int cx_pool_submit_in(cx_pool *p, cx_context *ctx,
                                 void *(*fn)(void *), void *arg, cx_future **fut);
-/* Refuses new jobs (CX_ESHUTDOWN), waits for running jobs and, unless
+/* Refuses new jobs (CX_ESHUTDOWN; while it drains without cancel_pending,
+ * the pool's own running jobs may still submit, and their nested jobs run
+ * before the drain ends), waits for running jobs and, unless
  * cancel_pending, for queued ones; cancelled jobs complete with
  * CX_ECANCELED and their contexts are released. Idempotent; a later call
  * with cancel_pending cancels what an earlier call is still draining.
@@ -82,8 +96,9 @@ CX_EXTERN void cx_pool_free(cx_pool *p);
  * passed (NULL: forever): 0, CX_ETIMEDOUT, or CX_EINVAL for a bad timespec. */
 CX_EXTERN int cx_future_wait(cx_future *f, const struct timespec *deadline);
 /* Waits, then 0 and the job's return value in *result (if not NULL), or
- * the job's status: CX_EBUSY (submit_in context was entered elsewhere),
- * CX_ECANCELED. When a future completes, the pool has already released the
+ * the job's status: CX_ECANCELED (cancelled, or its scope was before it
+ * ran), CX_ETIMEDOUT (its scope's deadline passed before it ran). When a
+ * future completes, the pool has already released the
  * job's context, so its destroy callbacks have run. */
 CX_EXTERN int cx_future_result(cx_future *f, void **result);
 /* 0 if the job will never run (also if already cancelled): its context is
@@ -98,7 +113,9 @@ CX_EXTERN void cx_future_release(cx_future *f);
  * CX_ETIMEDOUT at the absolute CLOCK_MONOTONIC deadline (NULL: none). */
 CX_EXTERN int cx_future_result_until(cx_future *f, const struct timespec *deadline,
                                      void **result);
-/* Waits until one of fs[0..n) is complete; *index receives its position. */
+/* Waits until one of fs[0..n) is complete; *index receives the lowest
+ * complete position. CX_ETIMEDOUT at the deadline (NULL: none);
+ * CX_ENOMEM only for n > 8 (the listeners of fewer live on the stack). */
 CX_EXTERN int cx_future_wait_any(cx_future *const *fs, size_t n,
                                  const struct timespec *deadline, size_t *index);
 /* fn(f, arg) runs once when the job ends, however it ends, with f already
@@ -111,17 +128,22 @@ CX_EXTERN int cx_future_on_done(cx_future *f, void (*fn)(cx_future *f, void *arg
 
 /* errgroup: structured concurrency on a pool. */
 typedef struct cx_group cx_group;
-/* A group owning a child scope of the current scope; jobs run in pool. */
+/* A group owning a child scope of the current scope; jobs run in pool
+ * (borrowed: it must outlive the group). */
 CX_EXTERN int cx_group_new(cx_group **out, cx_pool *pool);
 /* Submits fn(arg) in a snapshot of the current context with the group's
- * scope current; jobs of g may call cx_group_go on g themselves. */
+ * scope current; jobs of g may call cx_group_go on g themselves (counted).
+ * Once the group is cancelled, submits nothing and returns 0 (the job
+ * counts as one that did not run). */
 CX_EXTERN int cx_group_go(cx_group *g, int (*fn)(void *), void *arg);
 /* Until every job of g (nested ones included) has ended: 0 or the first
- * non-zero fn return (which cancelled the group at once); CX_ETIMEDOUT at
- * the deadline (jobs go on). */
+ * non-zero fn return (which cancelled the group at once), else the status
+ * of the first job that did not run; CX_ETIMEDOUT at the deadline (jobs
+ * go on). In a worker of the group's pool, queued jobs of g run inline. */
 CX_EXTERN int cx_group_wait(cx_group *g, const struct timespec *deadline);
 CX_EXTERN int cx_group_cancel(cx_group *g);
-/* Cancels what has not run, waits for what runs, frees g. */
+/* Cancels what has not run, waits for what runs, frees g. Not from a job
+ * of g. NULL is a no-op. */
 CX_EXTERN void cx_group_release(cx_group *g);
 
 /* ----------------------------------------------------------- introspection */

@@ -266,14 +266,18 @@ CX_EXTERN cx_context *cx_context_copy(const cx_context *ctx);
 /* Returns ctx (the same pointer, one more reference). */
 CX_EXTERN cx_context *cx_context_retain(cx_context *ctx);
 /* Drops a reference; NULL is a no-op. Releasing the last reference of a
- * context that is entered is a caller bug (the runner borrows it). */
+ * context while a cx_context_run is in it is safe: the run keeps it alive
+ * and it is torn down when the run returns. */
 CX_EXTERN void cx_context_release(cx_context *ctx);
 
 /* Context.run(): makes ctx current in this thread, calls fn(arg), restores
- * the previous context. *result (if result is not NULL) receives fn's
- * return value. CX_EBUSY, calling nothing, if ctx is already entered by
- * this thread (recursion) or any other. ctx is borrowed: the caller keeps
- * its reference until run returns. */
+ * the previous context on every way out of fn: return, pthread_exit,
+ * cancellation at a cancellation point in fn, a C++ exception unwinding
+ * through it (contexts fn entered with cx_context_enter and did not exit
+ * are left too). *result (if result is not NULL) receives fn's return
+ * value. CX_EBUSY, calling nothing, if ctx is already entered by this
+ * thread (recursion) or any other. The run keeps ctx alive: fn may release
+ * the caller's last reference. */
 CX_EXTERN int cx_context_run(cx_context *ctx, void *(*fn)(void *), void *arg,
                              void **result);
 
@@ -349,26 +353,34 @@ CX_EXTERN void cx_callback_release(cx_callback *cb);        /* NULL: no-op */
  * it. Scopes are reference counted. */
 typedef struct cx_scope cx_scope;
 /* A new scope (new reference in *out), child of the current context's scope
- * if any. deadline: absolute CLOCK_MONOTONIC, NULL for none of its own (an
- * ancestor's still applies). CX_EINVAL for NULL out or a bad timespec. */
+ * if any (it keeps its parent alive; born cancelled under a cancelled one).
+ * deadline: absolute CLOCK_MONOTONIC, NULL for none of its own (an
+ * ancestor's still applies); a time past (even a negative tv_sec) is
+ * allowed: expired at once. CX_EINVAL for NULL out or tv_nsec outside
+ * 0..999999999; CX_ENOMEM. */
 CX_EXTERN int cx_scope_new(cx_scope **out, const struct timespec *deadline);
-/* Cancels s and every scope below it; wakes the library's blocked waiters. */
+/* Cancels s and every scope below it; wakes the library's blocked waiters.
+ * Idempotent, any thread; s borrowed. CX_EINVAL for NULL. */
 CX_EXTERN int cx_scope_cancel(cx_scope *s);
 CX_EXTERN void cx_scope_release(cx_scope *s); /* NULL: no-op */
 /* The current scope or an ancestor is cancelled or past its deadline. */
 CX_EXTERN bool cx_cancelled(void);
-/* 0, CX_ECANCELED, or CX_ETIMEDOUT (a deadline on the chain passed). */
+/* 0, CX_ECANCELED, or CX_ETIMEDOUT (a deadline on the chain passed);
+ * cancelled wins over expired. With no scope bound: 0, one lookup. */
 CX_EXTERN int cx_check(void);
 /* Earliest deadline on the current chain; CX_ELOOKUP if none. */
 CX_EXTERN int cx_deadline(struct timespec *out);
-/* now + ms, CLOCK_MONOTONIC. */
+/* now + ms, CLOCK_MONOTONIC (ms < 0: a time past), tv_nsec normalised. */
 CX_EXTERN struct timespec cx_deadline_in(long ms);
 /* The built-in variable holding the current scope (borrowed, never
  * released). Not meant for direct use: see CX_WITH_SCOPE. */
 CX_EXTERN cx_var *cx__scope_var(void);
 /* s is the current scope for the block (a CX_WITH of the built-in
- * variable; the block holds its own reference to s). */
+ * variable; the block holds its own reference to s, so s may be released
+ * inside). CX_WITH_SCOPE(NULL): no scope in the block (detached). */
 #define CX_WITH_SCOPE(s) CX_WITH(cx__scope_var(), cx__scope_ref(s))
+/* Not API: s with one more reference (NULL for NULL), handed to the
+ * binding that CX_WITH_SCOPE makes. */
 CX_EXTERN void *cx__scope_ref(cx_scope *s);
 
 /* ---------------------------------------------------------------- watchers */

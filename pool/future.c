@@ -19,6 +19,8 @@
 #include "annotate.h"
 #include "forkgen.h"
 #include "future.h"
+#include "inspect.h"
+#include "strand.h"
 
 static pthread_once_t attr_once = PTHREAD_ONCE_INIT;
 static pthread_condattr_t cond_attr; /* CLOCK_MONOTONIC deadlines */
@@ -69,6 +71,9 @@ cx_future *cx__future_new(void *(*fn)(void *), void *arg, cx_context *ctx,
     f->pool = NULL;
     f->next = NULL;
     f->strand_ctx = NULL;
+    f->strand = NULL;
+    f->kind = (unsigned char)kind;
+    f->listeners = NULL;
     if (handle) {
         cx__ref_inc(&f->ref); /* the caller's */
         if (pthread_mutex_init(&f->mu, NULL) != 0) {
@@ -84,17 +89,26 @@ cx_future *cx__future_new(void *(*fn)(void *), void *arg, cx_context *ctx,
         }
     }
     /* Last: the job's own context takes over the captured map. It has a
-     * lock (not private) so that cx_pool_inspect can copy it while the job
-     * sets variables in it. */
-    if (kind == CX__JOB_GIVEN) {
-        f->ctx = ctx;
-    } else if ((f->ctx = cx__context_embed_shared(&f->snapshot, root)) == NULL) {
+     * lock (not private), so that cx_pool_inspect can copy it while the
+     * job sets variables in it. The scope: the one the snapshot holds
+     * (borrowed: the current map's binding is shared with the capture),
+     * or ctx's (retained). */
+    if (kind != CX__JOB_GIVEN &&
+        (f->ctx = cx__context_embed_shared(&f->snapshot, root)) == NULL) {
         if (handle) {
             pthread_cond_destroy(&f->cv);
             pthread_mutex_destroy(&f->mu);
         }
         cx__free(f);
         return NULL;
+    }
+    if (kind == CX__JOB_SNAPSHOT) {
+        f->scope = cx__scope_current();
+    } else if (kind == CX__JOB_EMPTY) {
+        f->scope = NULL;
+    } else {
+        f->ctx = ctx;
+        f->scope = cx__scope_of(ctx);
     }
     return f;
 }
@@ -112,22 +126,76 @@ static bool complete(cx_future *f)
     return true;
 }
 
+/* The job's scope goes with its context: a borrowed one becomes invalid
+ * once the snapshot is released, a given context's own reference is
+ * dropped. */
+static void drop_scope(cx_future *f)
+{
+    if (f->kind == CX__JOB_GIVEN)
+        cx_scope_release(f->scope);
+    f->scope = NULL;
+}
+
+/* Detaches f's listeners (the caller holds mu, or is alone: fork child),
+ * calls the plain ones now (unless wake is false: a fork child, where no
+ * sleeper exists) and returns the deferred ones in registration order. */
+static struct cx__listener *detach_listeners(cx_future *f, bool wake)
+{
+    struct cx__listener *l = f->listeners, *deferred = NULL;
+    unsigned int n = 0;
+    f->listeners = NULL;
+    while (l != NULL) {
+        struct cx__listener *next = l->next; /* l may go once fired */
+        l->linked = false;
+        n++;
+        if (l->deferred) {
+            l->next = deferred; /* registration was LIFO: this restores it */
+            deferred = l;
+        } else if (wake) {
+            l->fire(l, f);
+        }
+        l = next;
+    }
+    if (n != 0)
+        ck_pr_sub_uint(&f->waiters, n);
+    return deferred;
+}
+
+static void fire_deferred(cx_future *f, struct cx__listener *l)
+{
+    while (l != NULL) {
+        struct cx__listener *next = l->next;
+        l->fire(l, f);
+        l = next;
+    }
+}
+
 /* Publishes a final state (the caller moved f out of QUEUED and released
- * its context) and wakes the sleeping waiters. */
+ * its context), wakes the sleeping waiters and notifies the listeners. */
 static void publish(cx_future *f, unsigned int final, bool wake)
 {
     CX__HAPPENS_BEFORE(&f->state);
     ck_pr_fence_release();
     (void)ck_pr_fas_uint(&f->state, final);
-    if (!f->sync || !wake)
+    if (!f->sync)
         return;
+    if (!wake) {
+        /* Fork child, a parent's future: its mutex, and a group's that a
+         * listener would lock, may be held forever by a thread that is
+         * gone. Listeners are dropped uncalled (an on_done record is then
+         * lost with the rest of the parent's pool in the child). */
+        (void)detach_listeners(f, false);
+        return;
+    }
     /* The exchange above is a locked operation: the load below cannot be
      * satisfied before it (see the file comment). */
     ck_pr_fence_atomic_load();
     if (ck_pr_load_uint(&f->waiters) != 0) {
         pthread_mutex_lock(&f->mu);
         pthread_cond_broadcast(&f->cv);
+        struct cx__listener *deferred = detach_listeners(f, true);
         pthread_mutex_unlock(&f->mu);
+        fire_deferred(f, deferred);
     }
 }
 
@@ -151,6 +219,7 @@ bool cx__future_cancel_queued(cx_future *f, bool wake)
     cx_context *ctx = f->ctx;
     f->ctx = NULL;
     cx_context_release(ctx);
+    drop_scope(f);
     publish(f, CX__F_CANCELLED, wake);
     return true;
 }
@@ -159,9 +228,12 @@ void cx__future_unref(cx_future *f)
 {
     if (!cx__ref_dec(&f->ref))
         return;
-    /* Only a parent's job left queued in a fork child can still hold one. */
+    /* Only a parent's job left queued in a fork child can still hold one
+     * (or a job that was never queued: submit's failure path). */
     cx_context_release(f->ctx);
     cx_context_release(f->strand_ctx);
+    cx__strand_free(f->strand);
+    drop_scope(f);
     /* In a fork child a parent's mutex or condition variable may look
      * locked or waited on forever: destroying them could block. Their
      * memory is all there is to free. */
@@ -181,17 +253,37 @@ static bool valid_deadline(const struct timespec *d)
     return d == NULL || (d->tv_sec >= 0 && d->tv_nsec >= 0 && d->tv_nsec < 1000000000L);
 }
 
-/* Sleeps on cv until f completes or the deadline passes: 0 or
- * CX_ETIMEDOUT. */
+/* A scope cancel's wake-up of a thread sleeping in wait_slow (called
+ * under the scope's lock: it only wakes). */
+static void wake_future(void *arg)
+{
+    cx_future *f = arg;
+    pthread_mutex_lock(&f->mu);
+    pthread_cond_broadcast(&f->cv);
+    pthread_mutex_unlock(&f->mu);
+}
+
+/* Sleeps on cv until f completes, the deadline or the caller's scope's
+ * passes (CX_ETIMEDOUT), or that scope is cancelled (CX_ECANCELED). */
 static int wait_slow(cx_future *f, const struct timespec *deadline)
 {
-    int rc = 0;
+    struct cx__scope_waiter sw;
+    struct timespec buf;
+    const struct timespec *until;
+    int rc = cx__scope_wait_begin(&sw, wake_future, f, deadline, &buf, &until);
+    if (rc != 0)
+        return rc;
     pthread_mutex_lock(&f->mu);
     ck_pr_inc_uint(&f->waiters); /* locked: ordered before the load below */
     ck_pr_fence_atomic_load();
     while (!complete(f)) {
-        int e = deadline != NULL ? pthread_cond_timedwait(&f->cv, &f->mu, deadline)
-                                 : pthread_cond_wait(&f->cv, &f->mu);
+        /* Registered before this look (scope.c, "Waiters"). */
+        if (sw.scope != NULL && cx__scope_cancelled(sw.scope)) {
+            rc = CX_ECANCELED;
+            break;
+        }
+        int e = until != NULL ? pthread_cond_timedwait(&f->cv, &f->mu, until)
+                              : pthread_cond_wait(&f->cv, &f->mu);
         if (e == ETIMEDOUT) {
             if (!complete(f))
                 rc = CX_ETIMEDOUT;
@@ -200,12 +292,16 @@ static int wait_slow(cx_future *f, const struct timespec *deadline)
     }
     ck_pr_dec_uint(&f->waiters);
     pthread_mutex_unlock(&f->mu);
+    cx__scope_wait_end(&sw);
     return rc;
 }
 
-/* Waits until f completes (0) or the absolute CLOCK_MONOTONIC deadline
- * passes (CX_ETIMEDOUT; NULL: no deadline). The caller's reference must
- * stay alive during the wait (do not release it from another thread). */
+/* Waits until f completes (0), the absolute CLOCK_MONOTONIC deadline
+ * passes (CX_ETIMEDOUT; NULL: no deadline), or the caller's scope is
+ * cancelled (CX_ECANCELED) or past its deadline (CX_ETIMEDOUT). In a
+ * worker of f's pool, a job still queued runs inline instead. The
+ * caller's reference must stay alive during the wait (do not release it
+ * from another thread). */
 int cx_future_wait(cx_future *f, const struct timespec *deadline)
 {
     if (f == NULL || !valid_deadline(deadline))
@@ -215,17 +311,19 @@ int cx_future_wait(cx_future *f, const struct timespec *deadline)
     /* The parent's worker that would complete it does not exist here. */
     if (cx__forkgen_stale(f->gen))
         return CX_EFORK;
+    if (cx__future_inline_ok(f)) {
+        int rc = cx_check();
+        if (rc != 0)
+            return rc;
+        if (cx__future_run_inline(f))
+            return 0;
+    }
     return wait_slow(f, deadline);
 }
 
-/* Waits, then 0 and the job's return value in *result (if result), or the
- * job's status: CX_EBUSY (its context was entered elsewhere) or
- * CX_ECANCELED; *result is then left alone. */
-int cx_future_result(cx_future *f, void **result)
+/* The outcome of a complete f: 0 and its result, or its status. */
+static int outcome(cx_future *f, void **result)
 {
-    int rc = cx_future_wait(f, NULL);
-    if (rc != 0)
-        return rc;
     if (ck_pr_load_uint(&f->state) == CX__F_CANCELLED)
         return CX_ECANCELED;
     if (f->status != 0)
@@ -233,6 +331,23 @@ int cx_future_result(cx_future *f, void **result)
     if (result != NULL)
         *result = f->result;
     return 0;
+}
+
+/* Waits, then 0 and the job's return value in *result (if result), or the
+ * job's status: CX_ECANCELED
+ * (cancelled, or its scope was cancelled before it ran), CX_ETIMEDOUT (its
+ * scope's deadline passed before it ran); *result is then left alone. */
+int cx_future_result(cx_future *f, void **result)
+{
+    int rc = cx_future_wait(f, NULL);
+    return rc != 0 ? rc : outcome(f, result);
+}
+
+/* cx_future_wait(f, deadline), then as cx_future_result. */
+int cx_future_result_until(cx_future *f, const struct timespec *deadline, void **result)
+{
+    int rc = cx_future_wait(f, deadline);
+    return rc != 0 ? rc : outcome(f, result);
 }
 
 /* 0 if the job will never run (cancelled now or before: its context is
@@ -266,4 +381,309 @@ void cx_future_release(cx_future *f)
 {
     if (f != NULL)
         cx__future_unref(f);
+}
+
+/* ------------------------------------------------ SPEC 5.3: scopes, inline */
+
+void cx__future_run_claimed(cx_future *f)
+{
+    void *result = NULL;
+    /* The scope is alive: the context holding it is not released yet. */
+    int rc = f->scope != NULL ? cx__scope_check(f->scope) : 0;
+    if (rc == 0) {
+        /* Shown to cx_pool_inspect while it runs (a worker's slot). */
+        struct cx__job_mark m;
+        cx__pool_job_begin(&m, f->ctx);
+        rc = cx_context_run(f->ctx, f->fn, f->arg, &result);
+        cx__pool_job_end(&m); /* before the context goes */
+        cx__pool_count(f->pool, rc == 0 ? CX__STAT_COMPLETED : CX__STAT_FAILED_BUSY);
+    } else {
+        cx__pool_count(f->pool, rc == CX_ETIMEDOUT ? CX__STAT_TIMED_OUT : CX__STAT_CANCELLED);
+    }
+    /* Counted before the future completes: whoever sees it complete finds
+     * it counted. */
+    cx__future_end(f, rc, result);
+}
+
+void cx__future_end(cx_future *f, int status, void *result)
+{
+    cx_context *ctx = f->ctx;
+    f->ctx = NULL;
+    cx_context_release(ctx);
+    drop_scope(f);
+    cx__future_finish(f, status, result);
+}
+
+bool cx__future_inline_ok(const cx_future *f)
+{
+    return f->pool != NULL && f->pool == cx__pool_self();
+}
+
+bool cx__future_run_inline(cx_future *f)
+{
+    if (f->strand != NULL)
+        return cx__strand_run_inline(f);
+    if (!cx__future_claim(f))
+        return false;
+    cx__future_run_claimed(f);
+    return true;
+}
+
+int cx__cond_init(pthread_cond_t *cv)
+{
+    if (!attr_ready() || pthread_cond_init(cv, &cond_attr) != 0)
+        return CX_ENOMEM;
+    return 0;
+}
+
+bool cx__future_listen(cx_future *f, struct cx__listener *l)
+{
+    pthread_mutex_lock(&f->mu);
+    ck_pr_inc_uint(&f->waiters); /* locked: ordered before the load below */
+    ck_pr_fence_atomic_load();
+    if (complete(f)) {
+        ck_pr_dec_uint(&f->waiters);
+        pthread_mutex_unlock(&f->mu);
+        return false;
+    }
+    l->prev = NULL;
+    l->next = f->listeners;
+    if (l->next != NULL)
+        l->next->prev = l;
+    f->listeners = l;
+    l->linked = true;
+    pthread_mutex_unlock(&f->mu);
+    /* The caller may hold no reference of its own (a group's go works
+     * with the group's, which another thread may drop as soon as the
+     * listener has fired). The unlock above is over before that, but
+     * helgrind and DRD order only what precedes an unlock with the next
+     * lock: tell them the whole unlock precedes the last reference's
+     * destruction (refcount.h announces that on &f->ref). */
+    CX__HAPPENS_BEFORE(&f->ref);
+    return true;
+}
+
+void cx__future_unlisten(cx_future *f, struct cx__listener *l)
+{
+    pthread_mutex_lock(&f->mu);
+    if (l->linked) {
+        if (l->prev != NULL)
+            l->prev->next = l->next;
+        else
+            f->listeners = l->next;
+        if (l->next != NULL)
+            l->next->prev = l->prev;
+        l->linked = false;
+        ck_pr_dec_uint(&f->waiters);
+    }
+    pthread_mutex_unlock(&f->mu);
+}
+
+/* ------------------------------------------------------------ wait_any */
+
+/* Where a wait_any sleeps: its listeners (one per future, plain: called
+ * under the future's lock) and a scope cancel set `fired` / wake it. */
+struct any_sync {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool fired; /* under mu */
+};
+struct any_listener {
+    struct cx__listener l; /* first */
+    struct any_sync *sync;
+};
+
+static void any_wake(void *arg)
+{
+    struct any_sync *s = arg;
+    pthread_mutex_lock(&s->mu);
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void any_fire(struct cx__listener *l, cx_future *f)
+{
+    (void)f;
+    struct any_sync *s = ((struct any_listener *)l)->sync;
+    pthread_mutex_lock(&s->mu);
+    s->fired = true;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* The lowest index of a complete future, or n. */
+static size_t first_complete(cx_future *const *fs, size_t n)
+{
+    size_t i = 0;
+    while (i < n && !complete(fs[i]))
+        i++;
+    return i;
+}
+
+#define ANY_ON_STACK 8
+
+/* Sleeps until one of fs[0..n) completes: listeners on each, registered
+ * until one is found complete. 0 or CX_ETIMEDOUT / CX_ECANCELED / CX_ENOMEM. */
+static int wait_any_slow(cx_future *const *fs, size_t n, const struct timespec *deadline)
+{
+    struct any_listener stack[ANY_ON_STACK], *ls = stack;
+    if (n > ANY_ON_STACK) {
+        if (n > SIZE_MAX / sizeof(*ls) || (ls = cx__malloc(n * sizeof(*ls))) == NULL)
+            return CX_ENOMEM;
+    }
+    struct any_sync s = {.fired = false};
+    int rc = CX_ENOMEM;
+    if (pthread_mutex_init(&s.mu, NULL) != 0)
+        goto out;
+    if (cx__cond_init(&s.cv) != 0) {
+        pthread_mutex_destroy(&s.mu);
+        goto out;
+    }
+    size_t reg = 0;
+    for (; reg < n; reg++) {
+        ls[reg].l.fire = any_fire;
+        ls[reg].l.deferred = false;
+        ls[reg].sync = &s;
+        if (!cx__future_listen(fs[reg], &ls[reg].l)) {
+            s.fired = true; /* complete already: no need to sleep */
+            break;
+        }
+    }
+    struct cx__scope_waiter sw;
+    struct timespec buf;
+    const struct timespec *until;
+    rc = s.fired ? 0 : cx__scope_wait_begin(&sw, any_wake, &s, deadline, &buf, &until);
+    if (!s.fired && rc == 0) {
+        pthread_mutex_lock(&s.mu);
+        while (!s.fired) {
+            if (sw.scope != NULL && cx__scope_cancelled(sw.scope)) {
+                rc = CX_ECANCELED;
+                break;
+            }
+            int e = until != NULL ? pthread_cond_timedwait(&s.cv, &s.mu, until)
+                                  : pthread_cond_wait(&s.cv, &s.mu);
+            if (e == ETIMEDOUT) {
+                if (!s.fired)
+                    rc = CX_ETIMEDOUT;
+                break;
+            }
+        }
+        pthread_mutex_unlock(&s.mu);
+        cx__scope_wait_end(&sw);
+    }
+    /* After this, no listener of ours is called any more. */
+    for (size_t i = 0; i < reg; i++)
+        cx__future_unlisten(fs[i], &ls[i].l);
+    pthread_cond_destroy(&s.cv);
+    pthread_mutex_destroy(&s.mu);
+out:
+    if (ls != stack)
+        cx__free(ls);
+    return rc;
+}
+
+/* Waits until one of fs[0..n) is complete; *index receives the lowest
+ * complete position. CX_EINVAL (fs, an element or index NULL, n == 0, bad
+ * deadline), CX_ETIMEDOUT (deadline or the caller's scope's), CX_ECANCELED
+ * (the caller's scope), CX_EFORK, CX_ENOMEM (n > 8 and no memory for the
+ * listeners). In a worker of their pool, a queued one runs inline. */
+int cx_future_wait_any(cx_future *const *fs, size_t n, const struct timespec *deadline,
+                       size_t *index)
+{
+    if (fs == NULL || n == 0 || index == NULL || !valid_deadline(deadline))
+        return CX_EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (fs[i] == NULL)
+            return CX_EINVAL;
+    size_t i = first_complete(fs, n);
+    if (i == n) {
+        for (size_t k = 0; k < n; k++)
+            if (cx__forkgen_stale(fs[k]->gen))
+                return CX_EFORK;
+        for (size_t k = 0; k < n; k++) {
+            if (!cx__future_inline_ok(fs[k]))
+                continue;
+            int rc = cx_check();
+            if (rc != 0)
+                return rc;
+            if (cx__future_run_inline(fs[k]))
+                break;
+        }
+        i = first_complete(fs, n);
+    }
+    if (i == n) {
+        int rc = wait_any_slow(fs, n, deadline);
+        i = first_complete(fs, n);
+        if (i == n)
+            return rc != 0 ? rc : CX_ETIMEDOUT; /* rc is never 0 here */
+    }
+    *index = i;
+    return 0;
+}
+
+/* ------------------------------------------------------------- on_done */
+
+/* A registration: runs fn(f, arg) in a private copy of the registering
+ * thread's context, once, then frees itself. */
+struct on_done {
+    struct cx__listener l; /* first; deferred */
+    void (*fn)(cx_future *f, void *arg);
+    void *arg;
+    cx_context *ctx; /* owned */
+    cx_future *f;    /* borrowed for the call */
+};
+
+static void *on_done_call(void *p)
+{
+    struct on_done *d = p;
+    d->fn(d->f, d->arg);
+    return NULL;
+}
+
+static void on_done_fire(struct cx__listener *l, cx_future *f)
+{
+    struct on_done *d = (struct on_done *)l;
+    d->f = f;
+    /* The copy is private and entered by nobody else: run can fail only
+     * when this thread has no state and no memory to make one; fn runs
+     * anyway then, in this thread's context (it must run once). */
+    if (cx_context_run(d->ctx, on_done_call, d, NULL) != 0)
+        d->fn(f, d->arg);
+    cx_context_release(d->ctx);
+    cx__free(d);
+}
+
+/* fn(f, arg) once f is complete: at once, in the caller, if it is;
+ * otherwise in whichever thread completes it, inside a copy of the
+ * context current now (taken here). CX_EINVAL (f or fn NULL), CX_ENOMEM
+ * (nothing registered). Any number of registrations; they run in order. */
+int cx_future_on_done(cx_future *f, void (*fn)(cx_future *f, void *arg), void *arg)
+{
+    if (f == NULL || fn == NULL)
+        return CX_EINVAL;
+    if (complete(f)) {
+        fn(f, arg);
+        return 0;
+    }
+    if (cx__forkgen_stale(f->gen))
+        return CX_EFORK;
+    struct on_done *d = cx__malloc(sizeof(*d));
+    if (d == NULL)
+        return CX_ENOMEM;
+    d->ctx = cx__copy_context_private();
+    if (d->ctx == NULL) {
+        cx__free(d);
+        return CX_ENOMEM;
+    }
+    d->l.fire = on_done_fire;
+    d->l.deferred = true;
+    d->fn = fn;
+    d->arg = arg;
+    if (!cx__future_listen(f, &d->l)) {
+        /* Completed meanwhile: here and now, in the caller's context. */
+        cx_context_release(d->ctx);
+        cx__free(d);
+        fn(f, arg);
+    }
+    return 0;
 }

@@ -26,6 +26,27 @@
  *     cx_pool_inspect copies it while the job runs (inspect.c).
  *   - status/result are written by the worker before DONE is published and
  *     read only after DONE is seen.
+ *   - scope (SPEC 5.3): the scope the job was submitted under, checked when
+ *     the job is taken (cancelled or past its deadline: it completes with
+ *     that status without running). Borrowed from the job's own snapshot
+ *     (SNAPSHOT: the snapshot's binding keeps it alive, and the check comes
+ *     before the snapshot is released), an own reference for a given
+ *     context (GIVEN: the context's binding may change meanwhile), NULL
+ *     when none was bound (the check then costs one compare) or EMPTY.
+ *     Dropped (set to NULL) together with ctx.
+ *   - listeners (under mu): notified once the future is complete. A
+ *     plain one (deferred false) is called under mu and only wakes a
+ *     sleeper (wait_any); a deferred one is detached under mu and called
+ *     after it is released, and may run anything (on_done, a group's
+ *     count). Each registered listener counts in `waiters`, so that the
+ *     completer takes the lock.
+ *
+ * No self-deadlock (SPEC 5.3): a worker of the pool that waits on a
+ * future of the same pool still QUEUED claims it itself (the one
+ * compare-and-swap leaving QUEUED) and runs it inline, in the job's own
+ * context; the worker that later takes it off the queue loses the claim
+ * and drops it, as it drops a cancelled one. Only jobs with a private
+ * context (SNAPSHOT, EMPTY) are run so: a given context is the caller's.
  */
 #ifndef CX_POOL_FUTURE_H
 #define CX_POOL_FUTURE_H
@@ -37,6 +58,7 @@
 #include "alloc.h"
 #include "context.h"
 #include "cxpool.h"
+#include "scope.h"
 
 enum {
     CX__F_QUEUED,
@@ -44,6 +66,13 @@ enum {
     CX__F_DONE,
     CX__F_CANCELLING, /* cancelled; its context is being released */
     CX__F_CANCELLED
+};
+
+struct cx__listener {
+    struct cx__listener *next, *prev;
+    void (*fire)(struct cx__listener *l, cx_future *f); /* f borrowed, complete */
+    bool deferred; /* see Ownership: listeners */
+    bool linked;   /* under mu */
 };
 
 struct cx_future {
@@ -59,11 +88,17 @@ struct cx_future {
     cx_context snapshot;  /* the job's own context when it is not a given
                              one: submit's copy, submit_in(NULL)'s empty */
     void *result;         /* fn's return value; valid once DONE */
-    cx_pool *pool;        /* borrowed: the pool it was submitted to */
+    cx_pool *pool;        /* borrowed: the pool it was submitted to (it
+                             outlives its jobs) */
     cx_future *next;      /* link in a strand's list or a pool's ready list
                              (owned by whichever list holds the job) */
     cx_context *strand_ctx; /* submit_in jobs: a reference to ctx held until
                                the job has handed its strand on (strand.c) */
+    struct cx__strand *strand; /* submit_in jobs: a reference to ctx's strand,
+                                  held until the job is freed */
+    cx_scope *scope;      /* see Ownership: scope */
+    unsigned char kind;   /* enum cx__job_ctx */
+    struct cx__listener *listeners; /* under mu */
     pthread_mutex_t mu;   /* with cv: sleeping waiters only; the fast */
     pthread_cond_t cv;    /* paths never lock (cv uses CLOCK_MONOTONIC) */
 };
@@ -94,5 +129,33 @@ CX__HIDDEN bool cx__future_cancel_queued(cx_future *f, bool wake);
 
 /* Drops one reference (the pool's or the caller's); the last one frees. */
 CX__HIDDEN void cx__future_unref(cx_future *f);
+
+/* ---------------------------------------------------- SPEC 5.3 helpers */
+
+/* Runs a job the caller claimed (cx__future_claim returned true): checks
+ * its scope (CX_ECANCELED / CX_ETIMEDOUT: fn is not called), runs fn in
+ * its context, releases the context, publishes DONE. f borrowed. */
+CX__HIDDEN void cx__future_run_claimed(cx_future *f);
+/* The end of a claimed job that ran (or was skipped: status) outside
+ * cx__future_run_claimed (a strand job): releases its context and scope,
+ * then completes it with status and result. */
+CX__HIDDEN void cx__future_end(cx_future *f, int status, void *result);
+/* True if the calling thread is a worker of f's pool and f's job has a
+ * private context: a wait on it may run it inline (claim, run_claimed). */
+CX__HIDDEN bool cx__future_inline_ok(const cx_future *f);
+/* Runs f, still queued, in the calling worker of its pool (a strand job
+ * only when its turn has come and its context is free). True if it ran. */
+CX__HIDDEN bool cx__future_run_inline(cx_future *f);
+/* Registers l on f (a future with a handle). True: l->fire will be
+ * called exactly once, by whoever completes f. False: f is complete
+ * already, nothing registered. f and l borrowed. */
+CX__HIDDEN bool cx__future_listen(cx_future *f, struct cx__listener *l);
+/* Removes a plain (not deferred) listener if still registered; once it
+ * returns, l->fire is not running and will not run. */
+CX__HIDDEN void cx__future_unlisten(cx_future *f, struct cx__listener *l);
+/* A condition variable on CLOCK_MONOTONIC: 0 or CX_ENOMEM. */
+CX__HIDDEN int cx__cond_init(pthread_cond_t *cv);
+/* The pool whose worker the calling thread is (pool.c), or NULL. */
+CX__HIDDEN cx_pool *cx__pool_self(void);
 
 #endif

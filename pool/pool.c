@@ -21,13 +21,12 @@
  *   In a job    cx_pool_shutdown of the job's own pool returns CX_EBUSY
  *               (it would wait for itself); cx_pool_free of it is ignored
  *               (a caller bug: the pool leaks rather than deadlocks).
- *   Waiting     A job may wait on another job's future (of this pool or
- *               another) only if a worker remains free to run it: with n
- *               workers, if all n wait on jobs still queued behind them,
- *               the pool deadlocks (nothing steals or inlines work). The
- *               same holds for a job blocking in cx_pool_submit on its
- *               own full pool: use cx_pool_try_submit inside jobs, or give
- *               the waiting jobs their own pool.
+ *   Waiting     A job waiting on work of its own pool still queued runs
+ *               it inline (future.h, "No self-deadlock"), so waits
+ *               inside jobs cannot exhaust the workers; except on
+ *               submit_in jobs with a given context (not run inline),
+ *               and a job blocking in cx_pool_submit on its own full
+ *               pool: use cx_pool_try_submit inside jobs.
  *   Signals     Workers start with every signal blocked: process-directed
  *               signals are delivered to the application's threads.
  *
@@ -53,9 +52,10 @@
  *   3. pop: a worker takes the queue's reference, gives the place back
  *      (waking one blocked submitter), and then either
  *        - claims the job (QUEUED -> RUNNING) and so owns its context:
- *          cx_context_run(ctx, fn, arg) (CX_EBUSY if ctx is entered
- *          elsewhere: fn is not called), releases the context, publishes
- *          DONE with the status and result; or
+ *          cx_context_run(ctx, fn, arg), releases the context, publishes
+ *          DONE with the status and result (a submit_in job goes through
+ *          its strand instead, strand.c: it parks, without the worker,
+ *          while ctx is entered elsewhere); or
  *        - finds it cancelled (the canceller already released the
  *          context and completed it); or
  *        - when shutdown asked to cancel pending jobs, cancels it (as
@@ -241,32 +241,94 @@ void cx__pool_job_end(struct cx__job_mark *m)
         cx__wslot_publish(&w->slot, m->prev, &m->prev_started);
 }
 
+/* ------------------------------------------------ SPEC 5.3 (scopes) hooks */
+
+cx_pool *cx__pool_self(void) { return self_pool; }
+
+/* Drain keeps nested work: a closed pool refuses a submit, except one
+ * made by a job of its own while it drains (not when cancelling). Such a
+ * submitter is a worker in the middle of a job, so it has not left, and
+ * it takes the job off the queue itself if every other worker has: the
+ * "cannot lose a job" argument below holds as for any submit. */
+static bool refuses(cx_pool *p)
+{
+    unsigned int fl = ck_pr_load_uint(&p->flags);
+    return (fl & CX__P_CLOSED) && (self_pool != p || (fl & CX__P_CANCEL));
+}
+
+/* A scope cancel's wake-up of the submitters blocked on a full queue
+ * (each looks at its own scope and sleeps again if it is not its). */
+static void wake_space(void *arg) { cx__ec_bump(&((cx_pool *)arg)->space); }
+
+/* The blocking part of submit: waits for a place, announced in `blocked`
+ * (locked) before each retry: a worker that gives a place back before the
+ * announcement is seen by the retry, one that gives it back after sees
+ * `blocked` and bumps `space` after our read of the count, so the wait
+ * returns. Returns early with the caller's scope: CX_ECANCELED, or
+ * CX_ETIMEDOUT at its deadline. 0 with a place reserved, or a CX_E*. */
+static int wait_for_place(cx_pool *p)
+{
+    struct cx__scope_waiter sw;
+    struct timespec buf;
+    const struct timespec *until;
+    int rc = cx__scope_wait_begin(&sw, wake_space, p, NULL, &buf, &until);
+    if (rc != 0)
+        return rc;
+    ck_pr_inc_uint(&p->blocked);
+    for (;;) {
+        ck_pr_fence_atomic_load();
+        uint32_t seen = cx__ec_value(&p->space);
+        if (refuses(p)) {
+            rc = CX_ESHUTDOWN;
+            break;
+        }
+        if (cx__queue_reserve(&p->q))
+            break;
+        /* The canceller stores the flag before it bumps `space`. */
+        if (sw.scope != NULL && cx__scope_cancelled(sw.scope)) {
+            rc = CX_ECANCELED;
+            break;
+        }
+        if (!cx__ec_wait_until(&p->space, seen, until)) {
+            rc = CX_ETIMEDOUT;
+            break;
+        }
+    }
+    ck_pr_dec_uint(&p->blocked);
+    cx__scope_wait_end(&sw);
+    return rc;
+}
+
 /* ---------------------------------------------------------------- workers */
+
+/* A job this worker took off the queue without running it: counted as
+ * cancelled unless an inline run (which counted it) claimed it first. Each
+ * job is taken off the queue once, so it is counted once. */
+static void count_if_cancelled(cx_pool *p, cx_future *f)
+{
+    unsigned int st = ck_pr_load_uint(&f->state);
+    if (st == CX__F_CANCELLING || st == CX__F_CANCELLED)
+        cx__pool_count(p, CX__STAT_CANCELLED);
+}
 
 /* Runs or discards one job taken off the queue; consumes the pool's
  * reference to it. */
 static void handle(cx_pool *p, cx_future *f)
 {
-    if (f->strand_ctx != NULL) {
-        cx__strand_handle(cx__tstate_cur(), f,
-                          (ck_pr_load_uint(&p->flags) & CX__P_CANCEL) != 0);
+    if (f->strand != NULL) {
+        if (cx__strand_handle(cx__tstate_cur(), f,
+                              (ck_pr_load_uint(&p->flags) & CX__P_CANCEL) != 0))
+            return; /* parked: our reference went with it */
     } else if (ck_pr_load_uint(&p->flags) & CX__P_CANCEL) {
         (void)cx__future_cancel_queued(f, true);
-        cx__pool_count(p, CX__STAT_CANCELLED); /* by now or before */
+        count_if_cancelled(p, f);
     } else if (cx__future_claim(f)) {
-        void *result = NULL;
-        struct cx__job_mark m;
-        cx__pool_job_begin(&m, f->ctx);
-        int rc = cx_context_run(f->ctx, f->fn, f->arg, &result);
-        cx__pool_job_end(&m); /* before the context goes */
-        cx_context_release(f->ctx);
-        f->ctx = NULL;
-        /* Counted before the future completes: whoever saw it complete
-         * finds it counted. */
-        cx__pool_count(p, rc == 0 ? CX__STAT_COMPLETED : CX__STAT_FAILED_BUSY);
-        cx__future_finish(f, rc, result);
+        /* Skipped without running if its scope is cancelled or expired
+         * (future.c); claimed already by an inline run: dropped. Counted
+         * there. */
+        cx__future_run_claimed(f);
     } else {
-        cx__pool_count(p, CX__STAT_CANCELLED); /* cx_future_cancel won */
+        count_if_cancelled(p, f);
     }
     cx__future_unref(f);
 }
@@ -379,6 +441,7 @@ static void *worker_main(void *arg)
     }
     self_pool = NULL;
     self_worker = NULL;
+    cx__tstate_end_here(); /* only if no key destructor will */
     return NULL;
 }
 
@@ -569,42 +632,30 @@ static int submit(cx_pool *p, enum cx__job_ctx kind, cx_context *ctx, void *(*fn
         return CX_ENOMEM;
     }
     f->pool = p;
-    if (strand != NULL)
+    if (strand != NULL) {
         f->strand_ctx = cx_context_retain(ctx);
+        f->strand = cx__strand_retain(strand);
+    }
     int rc;
     if (!cx__queue_reserve(&p->q)) {
         if (!block) {
             rc = CX_EAGAIN;
             goto fail;
         }
-        /* Announce the wait (locked), then retry: a worker that gives a
-         * place back before the announcement is seen by the retry, one
-         * that gives it back after sees `blocked` and bumps `space` after
-         * our read of the count, so the wait returns. */
-        ck_pr_inc_uint(&p->blocked);
-        for (;;) {
-            ck_pr_fence_atomic_load();
-            uint32_t seen = cx__ec_value(&p->space);
-            if (ck_pr_load_uint(&p->flags) & CX__P_CLOSED) {
-                ck_pr_dec_uint(&p->blocked);
-                rc = CX_ESHUTDOWN;
-                goto fail;
-            }
-            if (cx__queue_reserve(&p->q))
-                break;
-            cx__ec_wait(&p->space, seen);
-        }
-        ck_pr_dec_uint(&p->blocked);
+        rc = wait_for_place(p);
+        if (rc != 0)
+            goto fail;
     }
     /* Ordered after the reservation (both locked): see "Why it cannot
      * lose a job" above. */
     ck_pr_fence_atomic_load();
-    if (ck_pr_load_uint(&p->flags) & CX__P_CLOSED) {
+    if (refuses(p)) {
         (void)cx__queue_unreserve(&p->q);
         wake_all(p);
         rc = CX_ESHUTDOWN;
         goto fail;
     }
+    f->pool = p; /* lets a waiting worker of p run it inline */
     /* Counted before the push: nobody sees it complete uncounted. */
     ck_pr_inc_64(&p->submitted);
     if (fut != NULL)
@@ -681,7 +732,7 @@ static int check(cx_pool *p, void *(*fn)(void *))
         return CX_EINVAL;
     if (cx__forkgen_stale(p->gen))
         return CX_EFORK;
-    if (ck_pr_load_uint(&p->flags) & CX__P_CLOSED)
+    if (refuses(p))
         return CX_ESHUTDOWN;
     return 0;
 }

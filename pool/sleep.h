@@ -36,4 +36,12 @@ static inline void cx__ec_wait(struct ck_ec32 *ec, uint32_t seen)
     (void)ck_ec32_wait(ec, &cx__ec_mode, seen, NULL);
 }
 
+/* As cx__ec_wait, until the absolute CLOCK_MONOTONIC deadline (NULL:
+ * none): false if it passed first. */
+static inline bool cx__ec_wait_until(struct ck_ec32 *ec, uint32_t seen,
+                                     const struct timespec *deadline)
+{
+    return ck_ec32_wait(ec, &cx__ec_mode, seen, deadline) == 0;
+}
+
 #endif

@@ -22,18 +22,31 @@
  * held, and the job never fails with CX_EBUSY.
  *
  * References: every strand job holds f->strand_ctx, a reference to its
- * context taken at submit, released only after the job has handed the
- * strand on: the strand (which lives in the context) outlives every use.
+ * context taken at submit, released once the job has handed the strand on
+ * (so a completed job holds no context). The strand itself is counted: the
+ * context holds one reference and every strand job another (f->strand,
+ * until the job is freed), so that a thread waiting on the job can always
+ * lock the strand and ask whether the job's turn has come.
+ *
+ * Inline runs (no self-deadlock). A worker of the job's pool that waits
+ * on a strand job still queued runs it itself when it is the strand's
+ * current job (every earlier one has ended) and the context is free: it
+ * claims the context and the job under the strand's lock, so the worker
+ * that later pops the job finds it claimed (RUNNING or DONE, never both
+ * QUEUED and current again) and only drops it. A job that is not yet
+ * current is left to the strand, and the waiter blocks as usual.
  */
 #include "strand.h"
-
 #include "inspect.h"
+#include "scope.h"
 
 struct cx__strand {
-    pthread_mutex_t mu;    /* guards head, tail, active */
+    cx__ref ref;           /* the context's and each strand job's */
+    pthread_mutex_t mu;    /* guards head, tail, active, current */
     cx_future *head, *tail; /* waiting behind the active job, in order */
     bool active;           /* a job of this strand is queued, parked or
                               running */
+    cx_future *current;    /* that job (borrowed), NULL when idle */
     cx_future *parked;     /* the active job while parked on the context:
                               written by the parking worker before its
                               compare-and-swap, taken by the leaver after
@@ -56,8 +69,10 @@ struct cx__strand *cx__strand_of(cx_context *ctx)
         cx__free(s);
         return NULL;
     }
+    cx__ref_init(&s->ref); /* the context's */
     s->head = s->tail = NULL;
     s->active = false;
+    s->current = NULL;
     s->parked = NULL;
     /* Publish the initialised strand; two first submits race: one wins. */
     CX__HAPPENS_BEFORE(&ctx->strand);
@@ -79,10 +94,16 @@ bool cx__strand_idle(const struct cx__strand *s)
 
 void cx__strand_free(struct cx__strand *s)
 {
-    if (s == NULL)
+    if (s == NULL || !cx__ref_dec(&s->ref))
         return;
     pthread_mutex_destroy(&s->mu);
     cx__free(s);
+}
+
+struct cx__strand *cx__strand_retain(struct cx__strand *s)
+{
+    cx__ref_inc(&s->ref);
+    return s;
 }
 
 void cx__strand_enqueue(struct cx__strand *s, cx_future *f)
@@ -92,6 +113,7 @@ void cx__strand_enqueue(struct cx__strand *s, cx_future *f)
     bool first = !s->active;
     if (first) {
         s->active = true;
+        s->current = f;
     } else {
         if (s->tail != NULL)
             s->tail->next = f;
@@ -117,6 +139,7 @@ static void hand_on(struct cx__strand *s)
     } else {
         s->active = false;
     }
+    s->current = next;
     pthread_mutex_unlock(&s->mu);
     if (next != NULL)
         cx__pool_push(next->pool, next);
@@ -166,36 +189,105 @@ static void drop_strand_ref(cx_future *f)
     cx_context_release(ctx);
 }
 
-void cx__strand_handle(cx__tstate *st, cx_future *f, bool cancel)
+static void run_entered(cx__tstate *st, struct cx__strand *s, cx_context *ctx, cx_future *f,
+                        bool own_ref);
+
+bool cx__strand_handle(cx__tstate *st, cx_future *f, bool cancel)
 {
-    cx_context *ctx = f->strand_ctx;
-    struct cx__strand *s = ctx->strand;
+    struct cx__strand *s = f->strand;
     if (cancel)
         (void)cx__future_cancel_queued(f, true);
-    if (ck_pr_load_uint(&f->state) != CX__F_QUEUED) {
+    /* Under the lock, f cannot be claimed inline (that takes the lock
+     * too): a queued f still holds strand_ctx, and our own reference
+     * keeps ctx alive whatever a waiter does after the unlock. */
+    pthread_mutex_lock(&s->mu);
+    unsigned int state = ck_pr_load_uint(&f->state);
+    cx_context *ctx = state == CX__F_QUEUED ? cx_context_retain(f->strand_ctx) : NULL;
+    pthread_mutex_unlock(&s->mu);
+    if (state == CX__F_RUNNING || state == CX__F_DONE)
+        return false; /* run inline by a waiter, which handed on */
+    if (ctx == NULL) {
         /* Cancelled: it never runs; its canceller released f->ctx. */
         cx__pool_count(f->pool, CX__STAT_CANCELLED);
         hand_on(s);
         drop_strand_ref(f);
-        return;
+        return false;
     }
-    if (!enter_or_park(s, ctx, f))
-        return; /* handed back to the pool when ctx is left */
+    if (!enter_or_park(s, ctx, f)) {
+        cx_context_release(ctx); /* not the last: f holds strand_ctx */
+        return true; /* handed back to the pool when ctx is left */
+    }
     if (!cx__future_claim(f)) {
-        cx__leave(ctx); /* cancelled meanwhile */
-        cx__pool_count(f->pool, CX__STAT_CANCELLED);
-        hand_on(s);
-        drop_strand_ref(f);
-        return;
+        cx__leave(ctx);
+        unsigned int now = ck_pr_load_uint(&f->state);
+        if (now != CX__F_RUNNING && now != CX__F_DONE) {
+            cx__pool_count(f->pool, CX__STAT_CANCELLED);
+            hand_on(s); /* cancelled meanwhile */
+            drop_strand_ref(f);
+        } /* else a waiter runs it inline and hands on */
+        cx_context_release(ctx);
+        return false;
     }
-    struct cx__job_mark m;
-    cx__pool_job_begin(&m, ctx);
-    void *result = cx__run_claimed(st, ctx, f->fn, f->arg);
-    cx__pool_job_end(&m); /* before the strand lets ctx go */
-    cx__pool_count(f->pool, CX__STAT_COMPLETED);
+    run_entered(st, s, ctx, f, true);
+    return false;
+}
+
+/* f is claimed and ctx entered: run (or skip, for an ended scope), leave,
+ * hand the strand on, complete f. own_ref: the caller holds a reference
+ * to ctx of its own, dropped here before f completes (a completed job
+ * holds no context). */
+static void run_entered(cx__tstate *st, struct cx__strand *s, cx_context *ctx, cx_future *f,
+                        bool own_ref)
+{
+    /* A job whose scope was cancelled or expired before its turn does not
+     * run (its scope is alive: f->ctx still holds it). */
+    int rc = f->scope != NULL ? cx__scope_check(f->scope) : 0;
+    void *result = NULL;
+    if (rc == 0) {
+        /* Shown to cx_pool_inspect while it runs (a worker's slot). */
+        struct cx__job_mark m;
+        cx__pool_job_begin(&m, ctx);
+        result = cx__run_claimed(st, ctx, f->fn, f->arg);
+        cx__pool_job_end(&m); /* before the strand lets ctx go */
+        cx__pool_count(f->pool, CX__STAT_COMPLETED);
+    } else {
+        cx__leave(ctx);
+        cx__pool_count(f->pool, rc == CX_ETIMEDOUT ? CX__STAT_TIMED_OUT : CX__STAT_CANCELLED);
+    }
     hand_on(s);
     drop_strand_ref(f);
-    cx_context_release(f->ctx);
-    f->ctx = NULL;
-    cx__future_finish(f, 0, result);
+    if (own_ref)
+        cx_context_release(ctx);
+    cx__future_end(f, rc, result);
+}
+
+bool cx__strand_run_inline(cx_future *f)
+{
+    struct cx__strand *s = f->strand;
+    /* Jobs ahead of f in its strand are run first, in order, as long as
+     * each is the current one, still queued, of this worker's pool, and
+     * the context is free; any other state means another thread has the
+     * strand in hand, and the caller waits. */
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        cx_future *cur = s->current;
+        /* Current: every earlier job has ended, and cur still holds
+         * strand_ctx (dropped only after it hands on, which needs this
+         * lock). */
+        bool ok = cur != NULL && cur->pool == f->pool &&
+                  ck_pr_load_uint(&cur->state) == CX__F_QUEUED;
+        cx_context *ctx = ok ? cur->strand_ctx : NULL;
+        if (ok && !cx__try_enter(ctx))
+            ok = false; /* entered elsewhere: the strand waits for it */
+        if (ok && !cx__future_claim(cur)) {
+            cx__leave(ctx); /* cancelled meanwhile */
+            ok = false;
+        }
+        pthread_mutex_unlock(&s->mu);
+        if (!ok)
+            return false;
+        run_entered(cx__tstate_cur(), s, ctx, cur, false);
+        if (cur == f)
+            return true;
+    }
 }

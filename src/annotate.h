@@ -58,8 +58,8 @@ void __tsan_release(void *addr);
 #include <stdbool.h>
 #include <valgrind/helgrind.h>
 /* Which race detector watches the process, found once when the library is
- * loaded (annotate.c): CX__DET_VALGRIND when it runs under valgrind
- * (helgrind, DRD, memcheck), CX__DET_TSAN when the program was built with
+ * loaded (annotate.c): CX__DET_VALGRIND when it runs under valgrind's
+ * race checkers (helgrind, DRD), CX__DET_TSAN when the program was built with
  * -fsanitize=thread (the TSan runtime's __tsan_acquire/__tsan_release are
  * then linked in, and this uninstrumented library announces its handoffs
  * to it, so the user's own accesses on either side are ordered). The hot

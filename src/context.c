@@ -295,17 +295,6 @@ void cx__exit_entered_above(cx__tstate *st, cx_context *keep)
         exit_top(st);
 }
 
-/* Runs on every way out of the run's frame: return, and the unwinding of
- * pthread_exit, cancellation and C++ exceptions (the library is built
- * with -fexceptions, so the cleanup attribute below is honoured by all
- * three). Contexts fn entered and did not exit are left first. */
-void cx__run_frame_leave(struct cx__run_frame *fr)
-{
-    if (__builtin_expect(fr->st->enter_top != fr->enter_top, 0))
-        cx__exit_entered_above(fr->st, fr->enter_top);
-    cx__switch_out(fr->st, fr->ctx, fr->prev);
-}
-
 int cx_context_run(cx_context *ctx, void *(*fn)(void *), void *arg, void **result)
 {
     if (ctx == NULL || fn == NULL)
@@ -317,7 +306,7 @@ int cx_context_run(cx_context *ctx, void *(*fn)(void *), void *arg, void **resul
         return CX_EBUSY;
     /* No reference is taken: if fn drops the last one, the context is
      * flagged ZOMBIE and torn down when this frame leaves it. */
-    struct cx__run_frame fr __attribute__((cleanup(cx__run_frame_leave))) = {
+    struct cx__run_frame fr __attribute__((cleanup(cx__run_frame_leave), unused)) = {
         .st = st, .ctx = ctx, .prev = cx__switch_in(st, ctx), .enter_top = st->enter_top};
     void *r = fn(arg);
     if (result != NULL)
@@ -327,7 +316,7 @@ int cx_context_run(cx_context *ctx, void *(*fn)(void *), void *arg, void **resul
 
 void *cx__run_claimed(cx__tstate *st, cx_context *ctx, void *(*fn)(void *), void *arg)
 {
-    struct cx__run_frame fr __attribute__((cleanup(cx__run_frame_leave))) = {
+    struct cx__run_frame fr __attribute__((cleanup(cx__run_frame_leave), unused)) = {
         .st = st, .ctx = ctx, .prev = cx__switch_in(st, ctx), .enter_top = st->enter_top};
     return fn(arg);
 }

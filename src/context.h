@@ -95,7 +95,8 @@ static inline bool cx__try_enter(cx_context *ctx)
 struct cx__strand;
 /* True when no job of the strand is queued, parked or running. */
 CX__HIDDEN bool cx__strand_idle(const struct cx__strand *s);
-/* Frees an idle strand (NULL: no-op); with its context. */
+/* Drops one reference to a strand (NULL: no-op): the context's, when it is
+ * destroyed, or a strand job's; the last frees it. */
 CX__HIDDEN void cx__strand_free(struct cx__strand *s);
 /* ctx was left while its strand's next job was parked on it: hands that
  * job back to its pool. */
@@ -156,7 +157,16 @@ struct cx__run_frame {
     cx_context *prev;      /* current before the run (borrowed) */
     cx_context *enter_top; /* st->enter_top before the run */
 };
-CX__HIDDEN void cx__run_frame_leave(struct cx__run_frame *fr);
+/* Runs on every way out of a run's frame: return, and the unwinding of
+ * pthread_exit, cancellation and C++ exceptions (the library is built
+ * with -fexceptions, so the cleanup attribute that names this is honoured
+ * by all three). Contexts fn entered and did not exit are left first. */
+static inline __attribute__((always_inline)) void cx__run_frame_leave(struct cx__run_frame *fr)
+{
+    if (__builtin_expect(fr->st->enter_top != fr->enter_top, 0))
+        cx__exit_entered_above(fr->st, fr->enter_top);
+    cx__switch_out(fr->st, fr->ctx, fr->prev);
+}
 /* cx_context_run for a context the caller has already claimed
  * (cx__try_enter); it is left when this returns, however fn ends. */
 CX__HIDDEN void *cx__run_claimed(cx__tstate *st, cx_context *ctx, void *(*fn)(void *),

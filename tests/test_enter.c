@@ -643,6 +643,46 @@ static void two_threads_racing_to_enter_one_context_exactly_one_wins(void **stat
 
 /* ================================================================ main */
 
+/* fn of a run enters two contexts and returns without exiting them: the
+ * run's end leaves them (innermost first), drops the enters' references,
+ * and restores the context current before the run. */
+struct leaky {
+    cx_context *a, *b;
+    int rc_a, rc_b;
+};
+
+static void *enter_two_and_return(void *p)
+{
+    struct leaky *l = p;
+    l->rc_a = cx_context_enter(l->a);
+    l->rc_b = cx_context_enter(l->b);
+    (void)cx_var_set(x, TAG(0xb), NULL); /* lands in b */
+    return NULL;
+}
+
+static void run_leaves_contexts_its_fn_entered_and_did_not_exit(void **state)
+{
+    (void)state;
+    cx_context *outer = ctx_with_x(TAG(0x1));
+    struct leaky l = {.a = cx_context_new(), .b = cx_context_new()};
+    assert_non_null(l.a);
+    assert_non_null(l.b);
+    assert_int_equal(cx_context_run(outer, enter_two_and_return, &l, NULL), 0);
+    assert_int_equal(l.rc_a, 0);
+    assert_int_equal(l.rc_b, 0);
+    assert_ptr_equal(xval(), TAG(0)); /* back in the thread's own context */
+    /* Both left: they can be entered again, here. */
+    assert_int_equal(cx_context_enter(l.b), 0);
+    assert_ptr_equal(xval(), TAG(0xb));
+    assert_int_equal(cx_context_exit(l.b), 0);
+    assert_int_equal(cx_context_run(l.a, noop, NULL, NULL), 0);
+    /* And the outer run's context was left too. */
+    assert_int_equal(cx_context_run(outer, noop, NULL, NULL), 0);
+    cx_context_release(l.a);
+    cx_context_release(l.b);
+    cx_context_release(outer);
+}
+
 #define T(f) cmocka_unit_test_teardown(f, base_context_is_empty)
 
 int main(void)
@@ -669,6 +709,7 @@ int main(void)
         T(thread_returning_with_contexts_entered_drops_their_references),
         T(thread_calling_pthread_exit_with_contexts_entered_drops_their_references),
         T(two_threads_racing_to_enter_one_context_exactly_one_wins),
+        T(run_leaves_contexts_its_fn_entered_and_did_not_exit),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     cx_var_release(x);

@@ -38,7 +38,8 @@ for f in include/cxvars.h include/cxpool.h lib/libcxvars.a lib/libcxvars.so \
          lib/libcxvars.so.$SOVERSION lib/libcxvars.so.$VERSION lib/pkgconfig/cxvars.pc \
          lib/cmake/cxvars/cxvarsConfig.cmake lib/cmake/cxvars/cxvarsConfigVersion.cmake \
          share/man/man3/cxvars.3 share/man/man3/cxpool.3 $pages $links \
-         share/doc/cxvars/README.md share/doc/cxvars/LICENSE share/doc/cxvars/CHANGELOG.md $docs; do
+         share/doc/cxvars/README.md share/doc/cxvars/LICENSE share/doc/cxvars/CHANGELOG.md $docs \
+         share/cxvars/tsan.supp; do
     test -e "$pre/$f" || fail "$f was not installed"
 done
 # Every link names a page that is installed.
