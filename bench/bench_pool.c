@@ -33,10 +33,9 @@
  *   pool_job_local_bound_ns as pool_job_ns with that local variable bound
  *                           too: each capture leaves it out (a delete from
  *                           a private copy of the map)
- *   pool_job_inspected_ns   as pool_job_ns on a pool that cx_pool_inspect
- *                           has looked at once: its workers then read the
- *                           clock at every job start (for
- *                           cx_worker_info.started)
+ *   pool_job_inspected_ns   as pool_job_ns while a monitor thread calls
+ *                           cx_pool_inspect on the pool every millisecond
+ *                           (each call copies the running jobs' contexts)
  * BENCH_FILTER=name (or prefix*) runs only the figures named so.
  * Jobs that read a propagated value check it (a wrong value aborts the run:
  * the figure would be meaningless).
@@ -92,7 +91,7 @@ static void counter_wait(counter *c)
 
 /* ------------------------------------------------------------ cxpool */
 
-static cx_pool *pool, *pool_inspected;
+static cx_pool *pool;
 static cx_var *var_local;     /* CX_VAR_LOCAL */
 static cx_context *ctx_local; /* vars[0] = 1 and var_local bound */
 static cx_var *vars[MAX_K];
@@ -114,7 +113,6 @@ static void *job_read(void *arg)
 }
 
 struct submit_args {
-    cx_pool *pool;
     unsigned long n;
     bool prop;
     void *(*fn)(void *);
@@ -130,10 +128,10 @@ static void submit_timed(struct submit_args *a)
     uint64_t t0 = bench_now_ns();
     if (a->prop)
         for (unsigned long i = 0; i < n; i++)
-            rc |= cx_pool_submit(a->pool, a->fn, &cnt, NULL);
+            rc |= cx_pool_submit(pool, a->fn, &cnt, NULL);
     else
         for (unsigned long i = 0; i < n; i++)
-            rc |= cx_pool_submit_in(a->pool, NULL, a->fn, &cnt, NULL);
+            rc |= cx_pool_submit_in(pool, NULL, a->fn, &cnt, NULL);
     counter_wait(&cnt);
     a->result = (double)(bench_now_ns() - t0) / (double)n;
     BENCH_CHECK(rc == 0);
@@ -160,7 +158,7 @@ static void *submit_loop(void *arg)
 static double run_cxpool_in(cx_context *ctx, bool prop, void *(*fn)(void *), unsigned long n,
                             cx_scope *scope)
 {
-    struct submit_args a = {pool, n, prop, fn, 0, scope};
+    struct submit_args a = {n, prop, fn, 0, scope};
     BENCH_CHECK(cx_context_run(ctx, submit_loop, &a, NULL) == 0);
     return a.result;
 }
@@ -170,18 +168,34 @@ static double run_cxpool(cx_context *ctx, bool prop, void *(*fn)(void *), unsign
     return run_cxpool_in(ctx, prop, fn, n, NULL);
 }
 
-static double run_cxpool_on(cx_pool *p, cx_context *ctx, unsigned long n)
-{
-    struct submit_args a = {p, n, true, job_trivial, 0, NULL};
-    BENCH_CHECK(cx_context_run(ctx, submit_loop, &a, NULL) == 0);
-    return a.result;
-}
-
 static int inspect_one(const cx_worker_info *w, void *arg)
 {
     (void)arg;
     cx_context_release(w->ctx);
     return 0;
+}
+
+static atomic_int monitor_stop;
+
+static void *monitor(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&monitor_stop)) {
+        BENCH_CHECK(cx_pool_inspect(pool, inspect_one, NULL) == 0);
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+    }
+    return NULL;
+}
+
+static double run_inspected(cx_context *ctx, unsigned long n)
+{
+    pthread_t t;
+    atomic_store(&monitor_stop, 0);
+    BENCH_CHECK(pthread_create(&t, NULL, monitor, NULL) == 0);
+    double r = run_cxpool(ctx, true, job_trivial, n);
+    atomic_store(&monitor_stop, 1);
+    BENCH_CHECK(pthread_join(t, NULL) == 0);
+    return r;
 }
 
 static cx_scope *bench_scope; /* never cancelled, no deadline */
@@ -287,7 +301,7 @@ static double sample(const fig *f, unsigned long n)
     case F_LOCAL_BOUND:
         return run_cxpool(ctx_local, true, job_trivial, n);
     case F_INSPECTED:
-        return run_cxpool_on(pool_inspected, ctx_k[0], n);
+        return run_inspected(ctx_k[0], n);
     case F_SCOPE:
         return run_cxpool_in(ctx_k[0], true, job_trivial, n, bench_scope);
     case F_GLIB:
@@ -334,8 +348,6 @@ int main(void)
     BENCH_CHECK(sem_init(&cnt.sem, 0, 0) == 0);
     cx_pool_opts o = {.threads = WORKERS, .queue_size = 0};
     BENCH_CHECK(cx_pool_new(&pool, &o) == 0);
-    BENCH_CHECK(cx_pool_new(&pool_inspected, &o) == 0);
-    BENCH_CHECK(cx_pool_inspect(pool_inspected, inspect_one, NULL) == 0);
     cx_var_opts lo = {.flags = CX_VAR_LOCAL};
     BENCH_CHECK(cx_var_new(&var_local, "bench.local", &lo) == 0);
     for (unsigned i = 0; i < MAX_K; i++) {
@@ -418,7 +430,6 @@ int main(void)
     g_thread_pool_free(gpool_manual, FALSE, TRUE);
     cx_pool_free(pool);
     cx_scope_release(bench_scope);
-    cx_pool_free(pool_inspected);
     cx_context_release(ctx_local);
     cx_var_release(var_local);
     for (unsigned k = 0; k < NK; k++)

@@ -143,6 +143,6 @@ int main(void)
     info("run no-op, watcher on (ENTER+EXIT) / none", r_w_run, "x");
     info("pool job, local var declared unbound / none", r_local_unbound, "x");
     info("pool job, local var bound (left out) / none", r_local_bound, "x");
-    info("pool job, pool inspected (clock per job) / not", r_inspected, "x");
+    info("pool job, inspected every ms / not inspected", r_inspected, "x");
     return 0;
 }

@@ -49,8 +49,8 @@ enum cx__pool_stat {
 struct cx__wslot {
     cx_context *ctx;         /* atomic: the running job's context, NULL when
                                 idle (borrowed from the job) */
-    struct timespec started; /* the job's start, {0, 0} when not taken;
-                                written before ctx is published */
+    struct timespec started; /* the job's start (CLOCK_MONOTONIC); written
+                                before ctx is published */
     unsigned int peek;       /* atomic: an inspector may be reading ctx */
     uint64_t stat[CX__STAT_N]; /* written by the worker only (atomic) */
     pthread_mutex_t mu;      /* serialises inspectors; the worker takes it

@@ -169,8 +169,6 @@ struct cx_pool {
                                (atomic) */
     char pad2[64];
     unsigned int flags;     /* CX__P_* (atomic; only ever set) */
-    unsigned int stamp;     /* atomic: workers read the clock at each job
-                               start (set by the first cx_pool_inspect) */
     unsigned int gen;       /* fork generation at creation */
     unsigned int nthreads;
     unsigned int nslots;    /* workers whose slot is initialised (new) */
@@ -186,8 +184,6 @@ struct cx_pool {
     unsigned int parked;    /* strand jobs parked or in the ready list
                                (atomic): workers do not leave while any */
     /* Introspection (cx_pool_inspect, cx_pool_stats_get). */
-    pthread_mutex_t stamp_mu;     /* the first inspect turns stamping on */
-    struct timespec stamp_since;  /* under stamp_mu, then read-only: when */
     uint64_t stat_other[CX__STAT_N]; /* outcomes counted by threads that
                                         are not p's workers (atomic) */
     char pad3[64];
@@ -225,9 +221,10 @@ void cx__pool_job_begin(struct cx__job_mark *m, cx_context *ctx)
     m->prev_started = w->slot.started;
     if (m->prev != NULL)
         cx__wslot_withdraw(&w->slot);
-    struct timespec t = {0, 0};
-    if (ck_pr_load_uint(&w->pool->stamp) != 0)
-        clock_gettime(CLOCK_MONOTONIC, &t);
+    /* One clock read per job (a vDSO call, no system call): the price of
+     * cx_worker_info.started, paid whether or not anyone inspects. */
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
     cx__wslot_publish(&w->slot, ctx, &t);
 }
 
@@ -477,8 +474,6 @@ static void destroy(cx_pool *p)
     CX__CK_TRACKED(&p->space, sizeof(p->space));
     CX__CK_TRACKED(&p->submitted, sizeof(p->submitted));
     CX__CK_TRACKED(p->stat_other, sizeof(p->stat_other));
-    CX__CK_TRACKED(&p->stamp, sizeof(p->stamp));
-    pthread_mutex_destroy(&p->stamp_mu);
     cx__queue_destroy(&p->q);
     cx__free(p->workers);
     cx__free(p);
@@ -551,15 +546,8 @@ int cx_pool_new(cx_pool **out, const cx_pool_opts *opts)
         return CX_ENOMEM;
     }
     p->nthreads = threads;
-    if (pthread_mutex_init(&p->stamp_mu, NULL) != 0) {
-        cx__free(p->workers);
-        cx__queue_destroy(&p->q);
-        cx__free(p);
-        return CX_ENOMEM;
-    }
     CX__CK_UNTRACKED(&p->submitted, sizeof(p->submitted));
     CX__CK_UNTRACKED(p->stat_other, sizeof(p->stat_other));
-    CX__CK_UNTRACKED(&p->stamp, sizeof(p->stamp));
     for (unsigned int i = 0; i < threads; i++) {
         if (cx__wslot_init(&p->workers[i].slot) != 0) {
             while (i-- > 0)
@@ -829,21 +817,6 @@ void cx_pool_free(cx_pool *p)
 
 /* ----------------------------------------------------------- introspection */
 
-/* Jobs that start from now on read the clock (the first inspection of a
- * pool turns it on: a pool nobody inspects never pays for it). */
-static void start_stamping(cx_pool *p)
-{
-    pthread_mutex_lock(&p->stamp_mu);
-    if (ck_pr_load_uint(&p->stamp) == 0) {
-        clock_gettime(CLOCK_MONOTONIC, &p->stamp_since);
-        /* stamp_since is read-only from now on: published by the flag. */
-        CX__HAPPENS_BEFORE(&p->stamp);
-        ck_pr_fence_release();
-        ck_pr_store_uint(&p->stamp, 1);
-    }
-    pthread_mutex_unlock(&p->stamp_mu);
-}
-
 /* Calls fn once per worker with what it does now (see cxpool.h); stops at
  * and returns fn's first non-zero return. CX_EINVAL for NULL p or fn,
  * CX_EFORK in a fork child, CX_ENOMEM if a worker's context cannot be
@@ -855,20 +828,12 @@ int cx_pool_inspect(cx_pool *p, int (*fn)(const cx_worker_info *w, void *arg), v
         return CX_EINVAL;
     if (cx__forkgen_stale(p->gen))
         return CX_EFORK;
-    if (ck_pr_load_uint(&p->stamp) == 0)
-        start_stamping(p);
-    ck_pr_fence_acquire();
-    CX__HAPPENS_AFTER(&p->stamp);
     for (unsigned int i = 0; i < p->nthreads; i++) {
         cx_worker_info w;
         int rc = cx__wslot_read(&p->workers[i].slot, &w);
         if (rc != 0)
             return rc;
         w.index = i;
-        /* A job that was already running when stamping started has no
-         * time of its own: it started that early at the latest. */
-        if (w.busy && w.started.tv_sec == 0 && w.started.tv_nsec == 0)
-            w.started = p->stamp_since;
         /* fn runs outside the slot's lock: it may take its time. */
         rc = fn(&w, arg);
         if (rc != 0)
