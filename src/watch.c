@@ -193,7 +193,7 @@ void cx__watch_fire(const cx_watch_event *ev)
     if (in_watch)
         return; /* caused by a callback in this thread: not delivered */
     in_watch = 1;
-    struct section s __attribute__((cleanup(section_end))) = section_begin();
+    struct section s __attribute__((cleanup(section_end), unused)) = section_begin();
     uint64_t m = ck_pr_load_64(&cx__watch_mask);
     /* Pairs with the release in cx_watch_add: the slots of the bits we
      * see, and the watchers in them, are initialised. */
