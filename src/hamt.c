@@ -40,7 +40,7 @@
  * (cx__map_foreach_local), so leaving them out costs in proportion to the
  * local bindings, not to the map. A variable's flags never change, so an
  * update changes `nlocal` exactly when it changes `size`, by the same
- * amount times u->local (0 or 1).
+ * amount times var_local(var) (0 or 1).
  *
  * Deletion keeps the tree compact: a non-root bitmap node left with a
  * single binding, and a collision node left with one binding, collapse into
@@ -287,7 +287,6 @@ typedef struct upd {
     cx__binding *b;    /* set: the binding to insert (consumed on success) */
     const cx_var *var; /* the key */
     uint32_t hash;
-    uint32_t local;    /* 1 if var is CX_VAR_LOCAL (nlocal moves with size) */
     cx__binding *old;  /* out: replaced/removed binding, owned */
     cx__garbage *g;
 } upd;
@@ -344,7 +343,7 @@ static int collision_set(cx__node *n, bool own, unsigned shift, upd *u, cx__node
         return CX_ENOMEM;
     c->bits = n->bits;
     c->size = n->size + 1;
-    c->nlocal = n->nlocal + u->local;
+    c->nlocal = n->nlocal + var_local(u->var);
     copy_slots(c, n, own, UINT32_MAX, UINT32_MAX);
     c->slot[n->count] = &u->b->h;
     if (own)
@@ -365,7 +364,7 @@ static int bitmap_set(cx__node *n, bool own, unsigned shift, upd *u, cx__node **
             return CX_ENOMEM;
         c->bits = n->bits | bit;
         c->size = n->size + 1;
-        c->nlocal = n->nlocal + u->local;
+        c->nlocal = n->nlocal + var_local(u->var);
         copy_slots(c, n, own, idx, UINT32_MAX);
         c->slot[idx] = &u->b->h;
         if (own)
@@ -412,17 +411,24 @@ static int bitmap_set(cx__node *n, bool own, unsigned shift, upd *u, cx__node **
             garbage_add(u->g, &child->h);
         repl = &nc->h;
     }
-    uint32_t grown = u->old == NULL ? 1 : 0;
+    /* A replaced binding leaves both counts as they were (the common
+     * set/reset of a bound variable: no work here). */
     if (own) {
         n->slot[idx] = repl;
-        n->size += grown;
-        n->nlocal += grown * u->local;
+        if (u->old == NULL) {
+            n->size++;
+            n->nlocal += var_local(u->var);
+        }
         *out = n;
         return 0;
     }
     c->bits = n->bits;
-    c->size = n->size + grown;
-    c->nlocal = n->nlocal + grown * u->local;
+    c->size = n->size;
+    c->nlocal = n->nlocal;
+    if (u->old == NULL) {
+        c->size++;
+        c->nlocal += var_local(u->var);
+    }
     copy_slots(c, n, false, UINT32_MAX, idx);
     c->slot[idx] = repl;
     *out = c;
@@ -438,8 +444,7 @@ static int node_set(cx__node *n, bool own, unsigned shift, upd *u, cx__node **ou
 
 int cx__map_set(cx__node **rootp, cx__binding *b, cx__binding **old, cx__garbage *g)
 {
-    upd u = {.b = b, .var = b->var, .hash = binding_hash(b), .local = var_local(b->var),
-             .old = NULL, .g = g};
+    upd u = {.b = b, .var = b->var, .hash = binding_hash(b), .old = NULL, .g = g};
     cx__node *root = *rootp, *res;
     if (root == NULL) {
         res = node_alloc(CX__K_BITMAP, 1);
@@ -447,7 +452,7 @@ int cx__map_set(cx__node **rootp, cx__binding *b, cx__binding **old, cx__garbage
             return CX_ENOMEM;
         res->bits = 1u << chunk(u.hash, 0);
         res->size = 1;
-        res->nlocal = u.local;
+        res->nlocal = var_local(b->var);
         res->slot[0] = &b->h;
     } else {
         bool own = cx__ref_unique(&root->h.ref);
@@ -516,7 +521,7 @@ static int collision_del(cx__node *n, bool own, upd *u, cx__obj **out)
         if (n->count == 2) {
             *out = collapse(n, own, 1 - i);
         } else {
-            int rc = remove_slot(n, own, i, 0, u->local, out);
+            int rc = remove_slot(n, own, i, 0, var_local(u->var), out);
             if (rc != 0)
                 return rc;
         }
@@ -546,7 +551,7 @@ static int bitmap_del(cx__node *n, bool own, unsigned shift, upd *u, cx__obj **o
         if (n->count == 2 && shift > 0 && n->slot[1 - idx]->kind == CX__K_BINDING) {
             *out = collapse(n, own, 1 - idx);
         } else {
-            int rc = remove_slot(n, own, idx, bit, u->local, out);
+            int rc = remove_slot(n, own, idx, bit, var_local(u->var), out);
             if (rc != 0)
                 return rc;
         }
@@ -585,13 +590,13 @@ static int bitmap_del(cx__node *n, bool own, unsigned shift, upd *u, cx__obj **o
     if (own) {
         n->slot[idx] = nc;
         n->size--;
-        n->nlocal -= u->local;
+        n->nlocal -= var_local(u->var);
         *out = &n->h;
         return DEL_DONE;
     }
     c->bits = n->bits;
     c->size = n->size - 1;
-    c->nlocal = n->nlocal - u->local;
+    c->nlocal = n->nlocal - var_local(u->var);
     copy_slots(c, n, false, UINT32_MAX, idx);
     c->slot[idx] = nc;
     *out = &c->h;
@@ -607,8 +612,7 @@ static int node_del(cx__node *n, bool own, unsigned shift, upd *u, cx__obj **out
 
 int cx__map_del(cx__node **rootp, const cx_var *var, cx__binding **old, cx__garbage *g)
 {
-    upd u = {.b = NULL, .var = var, .hash = var->hash, .local = var_local(var),
-             .old = NULL, .g = g};
+    upd u = {.b = NULL, .var = var, .hash = var->hash, .old = NULL, .g = g};
     cx__node *root = *rootp;
     *old = NULL;
     if (root == NULL)
