@@ -226,6 +226,12 @@ int cx__map_strip_local(cx__node **rootp)
     cx__node *root = *rootp;
     if (__builtin_expect(cx__map_nlocal(root) == 0, 1))
         return 0;
+    if (cx__map_nlocal(root) == cx__map_len(root)) {
+        /* Only local bindings: the capture is the empty map. */
+        cx__map_release(root);
+        *rootp = NULL;
+        return 0;
+    }
     struct strip s = {.copy = root, .rc = 0};
     cx__map_retain(root); /* shared from now on: deletes copy, never touch root */
     if (cx__map_foreach_local(root, strip_one, &s) != 0) {

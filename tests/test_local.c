@@ -320,6 +320,12 @@ static void capture_shares_map_without_locals(void **state)
     cx__map_release(root);
     /* The original is untouched. */
     assert_int_equal(cx__map_len(current()->root), 2);
+    /* Only local bindings left: the capture is the empty map. */
+    assert_int_equal(cx_var_reset(plain, t), 0);
+    cx_token_release(t);
+    assert_int_equal(cx__capture_root(&root), 0);
+    assert_null(root);
+    assert_int_equal(cx_var_set(plain, TAG(1), &t), 0);
     assert_int_equal(cx_var_reset(loc, tl), 0);
     assert_int_equal(cx__map_nlocal(current()->root), 0);
     assert_int_equal(cx_var_reset(plain, t), 0);
