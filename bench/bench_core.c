@@ -26,6 +26,14 @@
  *  - set_reset_run_ns@10 (extra) is the same pair inside cx_context_run of
  *    a context made by cx_context_new (which other threads may read, so a
  *    set takes the context's lock).
+ *  - Watchers (SPEC 5.4), lane 10; a no-op watcher is registered for the
+ *    sample only (cx_watch_add before the timed loop, cx_watch_remove
+ *    after it), so every other figure runs with no watcher:
+ *      set_reset_watcher_ns@10   set+reset of an unwatched variable
+ *      set_reset_watched_ns@10   set+reset of a CX_VAR_WATCHED variable
+ *                                (a SET and a RESET event delivered)
+ *      run_noop_watcher_ns       run of a no-op (ENTER and EXIT delivered)
+ *    set_reset_ns@10 and run_noop_ns are the same loops with no watcher.
  */
 #include <pthread.h>
 #include <semaphore.h>
@@ -62,6 +70,7 @@ static int nfigs;
 static cx_var *vars[MAX_N]; /* the variables; lane N holds vars[0..N-1] */
 static cx_var *var_unset;   /* bound nowhere, no default */
 static cx_var *var_default; /* bound nowhere, has a default */
+static cx_var *var_watched; /* CX_VAR_WATCHED, bound in lane 10 */
 static cx_context *ctx_run; /* empty, for run_noop */
 static cx_context *ctx_pub; /* from cx_context_new, 10 vars: set_reset_run */
 static pthread_key_t key;
@@ -207,6 +216,29 @@ static double body_run(fig *f, uint64_t n)
     return r;
 }
 
+static void watch_noop(const cx_watch_event *ev, void *arg)
+{
+    BENCH_SINK(ev);
+    (void)arg;
+}
+
+/* body(f, n) with a no-op watcher registered around its timed loop. */
+static double with_watcher(double (*body)(fig *, uint64_t), fig *f, uint64_t n)
+{
+    cx_watcher *w;
+    BENCH_CHECK(cx_watch_add(&w, watch_noop, NULL) == 0);
+    double r = body(f, n);
+    cx_watch_remove(w);
+    return r;
+}
+
+static double body_set_reset_watcher(fig *f, uint64_t n)
+{
+    return with_watcher(body_set_reset, f, n);
+}
+
+static double body_run_watcher(fig *f, uint64_t n) { return with_watcher(body_run, f, n); }
+
 static double body_with(fig *f, uint64_t n)
 {
     cx_var *v = f->var;
@@ -267,6 +299,7 @@ static void *lane_main(void *arg)
     lane *l = arg;
     lane_setup(l);
     if (l->n == 10) {
+        BENCH_CHECK(cx_var_set(var_watched, &dummy_obj, NULL) == 0);
         ctx_run = cx_context_new();
         ctx_pub = cx_context_new();
         BENCH_CHECK(ctx_run != NULL && ctx_pub != NULL);
@@ -334,6 +367,8 @@ static void setup(void)
     BENCH_CHECK(cx_var_new(&var_unset, "bench.unset", NULL) == 0);
     cx_var_opts o = {.has_default = true, .default_value = &dummy_obj};
     BENCH_CHECK(cx_var_new(&var_default, "bench.default", &o) == 0);
+    cx_var_opts wo = {.flags = CX_VAR_WATCHED};
+    BENCH_CHECK(cx_var_new(&var_watched, "bench.watched", &wo) == 0);
     for (unsigned k = 0; k < NN; k++) {
         lane *l = &lanes[k];
         l->n = kN[k];
@@ -357,6 +392,7 @@ static void teardown(void)
         cx_var_release(vars[i]);
     cx_var_release(var_unset);
     cx_var_release(var_default);
+    cx_var_release(var_watched);
     for (int i = 0; i < nfigs; i++)
         free(figs[i].cycle);
 }
@@ -410,6 +446,9 @@ int main(void)
         add(nm, body_copy, k, NULL);
     }
     add("run_noop_ns", body_run, l10, NULL);
+    add("set_reset_watcher_ns@10", body_set_reset_watcher, l10, vars[5]);
+    add("set_reset_watched_ns@10", body_set_reset_watcher, l10, var_watched);
+    add("run_noop_watcher_ns", body_run_watcher, l10, NULL);
     add("with_scope_ns", body_with, l10, var_unset);
 
     /* BENCH_FILTER=name keeps only that figure, BENCH_FILTER=prefix* the

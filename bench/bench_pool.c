@@ -35,6 +35,15 @@
  *                           saved values and frees the struct
  *   cxpool_vars_job_ns@K    cx_pool_submit from a context with K variables
  *                           set; the job reads one of them with cx_var_get
+ *   pool_job_local_unbound_ns  as pool_job_ns, in a program that has a
+ *                           CX_VAR_LOCAL variable (SPEC 5.4), not bound in
+ *                           the submitter's context: the capture stays O(1)
+ *   pool_job_local_bound_ns as pool_job_ns with that local variable bound
+ *                           too: each capture leaves it out (a delete from
+ *                           a private copy of the map)
+ *   pool_job_inspected_ns   as pool_job_ns while a monitor thread calls
+ *                           cx_pool_inspect on the pool every millisecond
+ *                           (each call copies the running jobs' contexts)
  * BENCH_FILTER=name (or prefix*) runs only the figures named so.
  * Jobs that read a propagated value check it (a wrong value aborts the run:
  * the figure would be meaningless).
@@ -91,6 +100,8 @@ static void counter_wait(counter *c)
 /* ------------------------------------------------------------ cxpool */
 
 static cx_pool *pool;
+static cx_var *var_local;     /* CX_VAR_LOCAL */
+static cx_context *ctx_local; /* vars[0] = 1 and var_local bound */
 static cx_var *vars[MAX_K];
 static cx_context *ctx_k[NK]; /* K variables set: vars[i] = i + 1 */
 
@@ -163,6 +174,36 @@ static double run_cxpool_in(cx_context *ctx, bool prop, void *(*fn)(void *), uns
 static double run_cxpool(cx_context *ctx, bool prop, void *(*fn)(void *), unsigned long n)
 {
     return run_cxpool_in(ctx, prop, fn, n, NULL);
+}
+
+static int inspect_one(const cx_worker_info *w, void *arg)
+{
+    (void)arg;
+    cx_context_release(w->ctx);
+    return 0;
+}
+
+static atomic_int monitor_stop;
+
+static void *monitor(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&monitor_stop)) {
+        BENCH_CHECK(cx_pool_inspect(pool, inspect_one, NULL) == 0);
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+    }
+    return NULL;
+}
+
+static double run_inspected(cx_context *ctx, unsigned long n)
+{
+    pthread_t t;
+    atomic_store(&monitor_stop, 0);
+    BENCH_CHECK(pthread_create(&t, NULL, monitor, NULL) == 0);
+    double r = run_cxpool(ctx, true, job_trivial, n);
+    atomic_store(&monitor_stop, 1);
+    BENCH_CHECK(pthread_join(t, NULL) == 0);
+    return r;
 }
 
 static cx_scope *bench_scope; /* never cancelled, no deadline */
@@ -243,7 +284,8 @@ static double run_manual(unsigned k, unsigned long n)
 
 /* ------------------------------------------------------------ driver */
 
-enum kind { F_POOL, F_NOPROP, F_GLIB, F_MANUAL, F_VARS, F_POOL_BUSY, F_GLIB_BUSY, F_SCOPE };
+enum kind { F_POOL, F_NOPROP, F_GLIB, F_MANUAL, F_VARS, F_POOL_BUSY, F_GLIB_BUSY, F_SCOPE,
+            F_LOCAL_UNBOUND, F_LOCAL_BOUND, F_INSPECTED };
 
 /* ------------------------------------------------------------ busy CPU */
 
@@ -278,7 +320,7 @@ typedef struct fig {
     double s[MAX_REPS];
 } fig;
 
-static fig figs[20];
+static fig figs[32];
 static int nfigs;
 
 static double sample(const fig *f, unsigned long n)
@@ -288,6 +330,12 @@ static double sample(const fig *f, unsigned long n)
         return run_cxpool(ctx_k[0], true, job_trivial, n);
     case F_NOPROP:
         return run_cxpool(ctx_k[0], false, job_trivial, n);
+    case F_LOCAL_UNBOUND:
+        return run_cxpool(ctx_k[0], true, job_trivial, n);
+    case F_LOCAL_BOUND:
+        return run_cxpool(ctx_local, true, job_trivial, n);
+    case F_INSPECTED:
+        return run_inspected(ctx_k[0], n);
     case F_SCOPE:
         return run_cxpool_in(ctx_k[0], true, job_trivial, n, bench_scope);
     case F_GLIB:
@@ -316,6 +364,12 @@ static void add(enum kind kind, unsigned ki, const char *name)
     snprintf(f->name, sizeof(f->name), "%s", name);
 }
 
+static void *set_local(void *arg)
+{
+    BENCH_CHECK(cx_var_set(var_local, (void *)1, NULL) == 0);
+    return arg;
+}
+
 static void *fill(void *arg)
 {
     unsigned k = *(unsigned *)arg;
@@ -336,6 +390,8 @@ int main(void)
     BENCH_CHECK(sem_init(&cnt.sem, 0, 0) == 0);
     cx_pool_opts o = {.threads = WORKERS, .queue_size = 0};
     BENCH_CHECK(cx_pool_new(&pool, &o) == 0);
+    cx_var_opts lo = {.flags = CX_VAR_LOCAL};
+    BENCH_CHECK(cx_var_new(&var_local, "bench.local", &lo) == 0);
     for (unsigned i = 0; i < MAX_K; i++) {
         BENCH_CHECK(cx_var_new(&vars[i], "bench.var", NULL) == 0);
         BENCH_CHECK(pthread_key_create(&keys[i], NULL) == 0);
@@ -347,6 +403,10 @@ int main(void)
         BENCH_CHECK(cx_context_run(ctx_k[k], fill, (void *)&kK[k], NULL) == 0);
     }
     BENCH_CHECK(cx_scope_new(&bench_scope, NULL) == 0);
+    ctx_local = cx_context_new();
+    BENCH_CHECK(ctx_local != NULL);
+    BENCH_CHECK(cx_context_run(ctx_local, fill, (void *)&kK[0], NULL) == 0);
+    BENCH_CHECK(cx_context_run(ctx_local, set_local, NULL, NULL) == 0);
     GError *err = NULL;
     gpool = g_thread_pool_new(gjob_trivial, NULL, WORKERS, TRUE, &err);
     BENCH_CHECK(gpool != NULL);
@@ -368,6 +428,9 @@ int main(void)
         snprintf(nm, sizeof(nm), "cxpool_vars_job_ns@%u", kK[k]);
         add(F_VARS, k, nm);
     }
+    add(F_LOCAL_UNBOUND, 0, "pool_job_local_unbound_ns");
+    add(F_LOCAL_BOUND, 0, "pool_job_local_bound_ns");
+    add(F_INSPECTED, 0, "pool_job_inspected_ns");
 
     /* BENCH_FILTER=name (or prefix*): only those figures (for profiling). */
     const char *filter = getenv("BENCH_FILTER");
@@ -415,6 +478,8 @@ int main(void)
     g_thread_pool_free(gpool_manual, FALSE, TRUE);
     cx_pool_free(pool);
     cx_scope_release(bench_scope);
+    cx_context_release(ctx_local);
+    cx_var_release(var_local);
     for (unsigned k = 0; k < NK; k++)
         cx_context_release(ctx_k[k]);
     for (unsigned i = 0; i < MAX_K; i++)

@@ -113,6 +113,20 @@ int main(void)
     bench_print("ratio_copy_vs_malloc", r_copy_mf, "x");
     bench_print("ratio_run_vs_atomic_pair", r_run_atomic, "x");
     bench_print("ratio_pool_busy_vs_gthreadpool_busy", r_pool_busy, "x");
+    /* SPEC 5.4: what the new features cost where they are not used, and
+     * where they are. */
+    double r_w_unwatched = fig("set_reset_watcher_ns@10") / fig("set_reset_ns@10");
+    double r_w_watched = fig("set_reset_watched_ns@10") / fig("set_reset_ns@10");
+    double r_w_run = fig("run_noop_watcher_ns") / fig("run_noop_ns");
+    double r_local_unbound = fig("pool_job_local_unbound_ns") / fig("pool_job_ns");
+    double r_local_bound = fig("pool_job_local_bound_ns") / fig("pool_job_ns");
+    double r_inspected = fig("pool_job_inspected_ns") / fig("pool_job_ns");
+    bench_print("ratio_setreset_watcher_unwatched", r_w_unwatched, "x");
+    bench_print("ratio_setreset_watcher_watched", r_w_watched, "x");
+    bench_print("ratio_run_watcher", r_w_run, "x");
+    bench_print("ratio_pool_local_unbound", r_local_unbound, "x");
+    bench_print("ratio_pool_local_bound", r_local_bound, "x");
+    bench_print("ratio_pool_inspected", r_inspected, "x");
 
     /* Absolute targets are meant for a moment when malloc(48)+free costs
      * about 12 ns: judged on the figure scaled to that speed (the figure
@@ -155,5 +169,12 @@ int main(void)
     info("  queue: malloc+free across threads / bare fn",
          fig("queue_malloc_free_ns") / fig("queue_bare_ns"), "x");
     info("  bind+invoke / bare fn, GThreadPool", r_gbind, "x");
+    fprintf(stderr, "SPEC section 5.4 (information: no targets)\n");
+    info("set+reset @10, watcher on, var unwatched / none", r_w_unwatched, "x");
+    info("set+reset @10, watcher on, var watched / none", r_w_watched, "x");
+    info("run no-op, watcher on (ENTER+EXIT) / none", r_w_run, "x");
+    info("pool job, local var declared unbound / none", r_local_unbound, "x");
+    info("pool job, local var bound (left out) / none", r_local_bound, "x");
+    info("pool job, inspected every ms / not inspected", r_inspected, "x");
     return 0;
 }

@@ -62,7 +62,8 @@ typedef struct cx_pool_opts {
 CX_EXTERN int cx_pool_new(cx_pool **out, const cx_pool_opts *opts);
 
 /* Queues fn(arg) to run inside a snapshot of the caller's current context
- * taken now (cx_copy_context, O(1)); the job's writes stay in the snapshot.
+ * taken now (cx_copy_context, O(1)), less its CX_VAR_LOCAL variables; the
+ * job's writes stay in the snapshot.
  * Blocks while the queue is full. *fut (if fut is not NULL) receives a new
  * reference (cx_future_release); fut == NULL is fire and forget. */
 CX_EXTERN int cx_pool_submit(cx_pool *p, void *(*fn)(void *), void *arg,
@@ -155,13 +156,24 @@ typedef struct cx_worker_info {
     cx_context *ctx;         /* new reference: a copy of the context the job
                                 runs in (NULL when idle); release it */
 } cx_worker_info;
-/* Calls fn once per worker; stops at and returns the first non-zero. */
+/* Calls fn once per worker, in index order, with what it does now; stops
+ * at and returns the first non-zero. w->ctx (busy workers) is a new
+ * reference to a consistent copy of the job's context, its own writes
+ * included: fn releases it. Safe at any time from any thread; a worker
+ * waits at most for the copy of its context. CX_EINVAL (NULL p or fn),
+ * CX_EFORK, CX_ENOMEM (a copy failed: no call for that worker or later). */
 CX_EXTERN int cx_pool_inspect(cx_pool *p, int (*fn)(const cx_worker_info *w, void *arg),
                               void *arg);
+/* completed: jobs that ran; cancelled, timed_out (deadline passed),
+ * failed_busy (always 0 since strands): jobs that did not; each job is
+ * counted once, before its future completes. queued: waiting (a job
+ * cancelled while queued until a worker takes it off); running: busy
+ * workers. A snapshot of exact counters. */
 typedef struct cx_pool_stats {
     unsigned long long submitted, completed, cancelled, timed_out, failed_busy;
     unsigned queued, running, threads;
 } cx_pool_stats;
+/* CX_EINVAL (NULL p or out), CX_EFORK. */
 CX_EXTERN int cx_pool_stats_get(cx_pool *p, cx_pool_stats *out);
 
 #ifdef __cplusplus

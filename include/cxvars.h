@@ -300,7 +300,8 @@ CX_EXTERN bool cx_context_equal(const cx_context *a, const cx_context *b);
 /* ----------------------------------------------------------------- threads */
 
 /* pthread_create() whose thread runs fn(arg) in a copy of the caller's
- * current context (Python 3.14's Thread(context=copy_context())). Errors:
+ * current context (Python 3.14's Thread(context=copy_context())), less its
+ * CX_VAR_LOCAL variables (O(1) when none is bound). Errors:
  * CX_EINVAL, CX_ENOMEM, CX_EAGAIN (pthread_create refused). */
 CX_EXTERN int cx_thread_create(pthread_t *t, const pthread_attr_t *attr,
                                void *(*fn)(void *), void *arg);
@@ -405,9 +406,23 @@ typedef struct cx_watch_event {
     bool had_old, has_new;
 } cx_watch_event;
 typedef struct cx_watcher cx_watcher;
+/* Registers fn(ev, arg), called in the thread where each event happens:
+ * ENTER/EXIT on every switch of a thread's current context (run,
+ * enter/exit, pool jobs, thread start and end; fn runs with the entered or
+ * left context current), SET/RESET after a successful set/reset of a
+ * CX_VAR_WATCHED variable (had_old false when there was no binding: a
+ * default is not one; has_new false when a reset removes the variable).
+ * Nothing for a refused run/enter/exit or a failed set/reset; events
+ * caused inside a callback, in its thread, are not delivered. ev and what
+ * it points to are borrowed for the call. *out receives the watcher.
+ * CX_EINVAL (NULL out or fn), CX_ENOMEM, CX_EAGAIN (64 registered). With
+ * no watcher registered, the hooks cost one predicted load. */
 CX_EXTERN int cx_watch_add(cx_watcher **out,
                            void (*fn)(const cx_watch_event *ev, void *arg), void *arg);
-/* When it returns, fn runs nowhere and will not run again. */
+/* Unregisters and frees w (NULL: no-op). When it returns, fn runs nowhere
+ * and will not run again (it sleeps until the callbacks running in other
+ * threads return). From inside a callback it unregisters w at once and
+ * the thread finishes the removal when its callback returns. */
 CX_EXTERN void cx_watch_remove(cx_watcher *w);
 
 #ifdef __cplusplus

@@ -43,14 +43,21 @@
 #include "annotate.h"
 #include "forkgen.h"
 #include "future.h"
+#include "inspect.h"
 #include "strand.h"
 
 cx_future *cx__future_new(void *(*fn)(void *), void *arg, cx_context *ctx,
                           enum cx__job_ctx kind, bool handle, unsigned int gen)
 {
-    cx_future *f = cx__malloc(sizeof(*f));
-    if (f == NULL)
+    /* The capture first: leaving CX_VAR_LOCAL variables out may allocate. */
+    cx__node *root = NULL;
+    if (kind == CX__JOB_SNAPSHOT && cx__capture_root(&root) != 0)
         return NULL;
+    cx_future *f = cx__malloc(sizeof(*f));
+    if (f == NULL) {
+        cx__map_release(root);
+        return NULL;
+    }
     cx__ref_init(&f->ref);
     f->state = CX__F_QUEUED;
     f->waiters = 0;
@@ -69,19 +76,23 @@ cx_future *cx__future_new(void *(*fn)(void *), void *arg, cx_context *ctx,
     if (handle) {
         cx__ref_inc(&f->ref); /* the caller's */
         if (pthread_mutex_init(&f->mu, NULL) != 0) {
+            cx__map_release(root);
             cx__free(f);
             return NULL;
         }
         cx__ec_init(&f->ec);
         CX__CK_UNTRACKED(&f->ec, sizeof(f->ec)); /* until cx__future_unref */
     }
-    /* Last, once nothing can fail: a snapshot holds a map reference. The
-     * scope: the one the snapshot holds (borrowed), or ctx's (retained). */
+    /* Last: the job's own context takes over the captured map. It has a
+     * lock (not private), so that cx_pool_inspect can copy it while the
+     * job sets variables in it. The scope: the one the snapshot holds
+     * (borrowed: the current map's binding is shared with the capture),
+     * or ctx's (retained). */
+    if (kind != CX__JOB_GIVEN)
+        f->ctx = cx__context_embed_shared(&f->snapshot, root);
     if (kind == CX__JOB_SNAPSHOT) {
-        f->ctx = cx__copy_context_into(&f->snapshot);
         f->scope = cx__scope_current();
     } else if (kind == CX__JOB_EMPTY) {
-        f->ctx = cx__context_embed(&f->snapshot, NULL);
         f->scope = NULL;
     } else {
         f->ctx = ctx;
@@ -385,8 +396,18 @@ void cx__future_run_claimed(cx_future *f)
     void *result = NULL;
     /* The scope is alive: the context holding it is not released yet. */
     int rc = f->scope != NULL ? cx__scope_check(f->scope) : 0;
-    if (rc == 0)
+    if (rc == 0) {
+        /* Shown to cx_pool_inspect while it runs (a worker's slot). */
+        struct cx__job_mark m;
+        cx__pool_job_begin(&m, f->ctx);
         rc = cx_context_run(f->ctx, f->fn, f->arg, &result);
+        cx__pool_job_end(&m); /* before the context goes */
+        cx__pool_count(f->pool, rc == 0 ? CX__STAT_COMPLETED : CX__STAT_FAILED_BUSY);
+    } else {
+        cx__pool_count(f->pool, rc == CX_ETIMEDOUT ? CX__STAT_TIMED_OUT : CX__STAT_CANCELLED);
+    }
+    /* Counted before the future completes: whoever sees it complete finds
+     * it counted. */
     cx__future_end(f, rc, result);
 }
 

@@ -20,8 +20,10 @@
  *     worker releases it after running the job, a canceller at once. It is
  *     NULL once released, and always before the future completes. For
  *     cx_pool_submit and cx_pool_submit_in(NULL) it is `snapshot`, a
- *     private context embedded in the job (nobody else can reach it): its
- *     release tears it down, the job's own free returns the memory.
+ *     context embedded in the job (submit's capture leaves CX_VAR_LOCAL
+ *     variables out): its release tears it down, the job's own free
+ *     returns the memory. It has a lock, unlike other private copies:
+ *     cx_pool_inspect copies it while the job runs (inspect.c).
  *   - status/result are written by the worker before DONE is published and
  *     read only after DONE is seen.
  *   - scope (SPEC 5.3): the scope the job was submitted under, checked when

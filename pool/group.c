@@ -257,7 +257,7 @@ int cx_group_go(cx_group *g, int (*fn)(void *), void *arg)
     pthread_mutex_unlock(&g->mu);
 
     struct go_args a = {.j = j, .rc = CX_ENOMEM};
-    cx_context *copy = cx__copy_context_private();
+    cx_context *copy = cx__capture_private(); /* CX_VAR_LOCAL left out (SPEC 5.4) */
     if (copy != NULL) {
         (void)cx_context_run(copy, go_in_copy, &a, NULL); /* private: cannot be busy */
         cx_context_release(copy);

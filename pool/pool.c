@@ -135,6 +135,7 @@
 #include "context.h"
 #include "forkgen.h"
 #include "future.h"
+#include "inspect.h"
 #include "queue.h"
 #include "sleep.h"
 #include "strand.h"
@@ -152,6 +153,7 @@ struct worker {
     cx__tstate *st;    /* owned until the thread installs it; then the
                           thread's (freed at its exit by the core) */
     pthread_t tid;
+    struct cx__wslot slot; /* what cx_pool_inspect and stats see (inspect.h) */
     char pad[64];      /* keeps neighbours' ec and idle off this line */
 };
 
@@ -169,6 +171,7 @@ struct cx_pool {
     unsigned int flags;     /* CX__P_* (atomic; only ever set) */
     unsigned int gen;       /* fork generation at creation */
     unsigned int nthreads;
+    unsigned int nslots;    /* workers whose slot is initialised (new) */
     struct worker *workers; /* owned, nthreads entries */
     pthread_mutex_t join_lock;
     bool joined;            /* under join_lock: all workers joined */
@@ -180,10 +183,60 @@ struct cx_pool {
                                read without the lock) */
     unsigned int parked;    /* strand jobs parked or in the ready list
                                (atomic): workers do not leave while any */
+    /* Introspection (cx_pool_inspect, cx_pool_stats_get). */
+    uint64_t stat_other[CX__STAT_N]; /* outcomes counted by threads that
+                                        are not p's workers (atomic) */
+    char pad3[64];
+    uint64_t submitted;     /* jobs accepted by a submit (atomic, alone on
+                               its line: submitters only) */
+    char pad4[64];
 };
 
 /* The pool whose job this thread is running (NULL outside workers). */
 static __thread cx_pool *self_pool __attribute__((tls_model("initial-exec")));
+/* This thread's worker (NULL outside workers). */
+static __thread struct worker *self_worker __attribute__((tls_model("initial-exec")));
+
+/* ------------------------------------------------------ introspection hooks */
+
+void cx__pool_count(cx_pool *p, enum cx__pool_stat what)
+{
+    struct worker *w = self_worker;
+    if (__builtin_expect(w != NULL && w->pool == p, 1))
+        cx__wslot_count(&w->slot, what);
+    else
+        ck_pr_inc_64(&p->stat_other[what]);
+}
+
+void cx__pool_job_begin(struct cx__job_mark *m, cx_context *ctx)
+{
+    struct worker *w = self_worker;
+    m->w = w;
+    m->prev = NULL;
+    if (w == NULL)
+        return;
+    /* A job run inside another (a wait that runs queued work inline)
+     * shows for its duration, then the outer one again. */
+    m->prev = ck_pr_load_ptr(&w->slot.ctx);
+    m->prev_started = w->slot.started;
+    if (m->prev != NULL)
+        cx__wslot_withdraw(&w->slot);
+    /* One clock read per job (a vDSO call, no system call): the price of
+     * cx_worker_info.started, paid whether or not anyone inspects. */
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    cx__wslot_publish(&w->slot, ctx, &t);
+}
+
+void cx__pool_job_end(struct cx__job_mark *m)
+{
+    struct worker *w = m->w;
+    if (w == NULL)
+        return;
+    cx__wslot_withdraw(&w->slot);
+    if (m->prev != NULL)
+        cx__wslot_publish(&w->slot, m->prev, &m->prev_started);
+}
 
 /* ------------------------------------------------ SPEC 5.3 (scopes) hooks */
 
@@ -245,6 +298,16 @@ static int wait_for_place(cx_pool *p)
 
 /* ---------------------------------------------------------------- workers */
 
+/* A job this worker took off the queue without running it: counted as
+ * cancelled unless an inline run (which counted it) claimed it first. Each
+ * job is taken off the queue once, so it is counted once. */
+static void count_if_cancelled(cx_pool *p, cx_future *f)
+{
+    unsigned int st = ck_pr_load_uint(&f->state);
+    if (st == CX__F_CANCELLING || st == CX__F_CANCELLED)
+        cx__pool_count(p, CX__STAT_CANCELLED);
+}
+
 /* Runs or discards one job taken off the queue; consumes the pool's
  * reference to it. */
 static void handle(cx_pool *p, cx_future *f)
@@ -255,10 +318,14 @@ static void handle(cx_pool *p, cx_future *f)
             return; /* parked: our reference went with it */
     } else if (ck_pr_load_uint(&p->flags) & CX__P_CANCEL) {
         (void)cx__future_cancel_queued(f, true);
+        count_if_cancelled(p, f);
     } else if (cx__future_claim(f)) {
         /* Skipped without running if its scope is cancelled or expired
-         * (future.c); claimed already by an inline run: dropped. */
+         * (future.c); claimed already by an inline run: dropped. Counted
+         * there. */
         cx__future_run_claimed(f);
+    } else {
+        count_if_cancelled(p, f);
     }
     cx__future_unref(f);
 }
@@ -341,6 +408,7 @@ static void *worker_main(void *arg)
     cx_pool *p = w->pool;
     (void)cx__tstate_install(w->st);
     self_pool = p;
+    self_worker = w;
     for (;;) {
         cx_future *f = take(p);
         if (f == NULL) {
@@ -369,6 +437,7 @@ static void *worker_main(void *arg)
         handle(p, f);
     }
     self_pool = NULL;
+    self_worker = NULL;
     cx__tstate_end_here(); /* only if no key destructor will */
     return NULL;
 }
@@ -400,7 +469,11 @@ static void destroy(cx_pool *p)
         CX__CK_TRACKED(&p->workers[i].ec, sizeof(p->workers[i].ec));
         CX__CK_TRACKED(&p->workers[i].idle, sizeof(p->workers[i].idle));
     }
+    for (unsigned int i = 0; i < p->nslots; i++)
+        cx__wslot_destroy(&p->workers[i].slot);
     CX__CK_TRACKED(&p->space, sizeof(p->space));
+    CX__CK_TRACKED(&p->submitted, sizeof(p->submitted));
+    CX__CK_TRACKED(p->stat_other, sizeof(p->stat_other));
     cx__queue_destroy(&p->q);
     cx__free(p->workers);
     cx__free(p);
@@ -473,7 +546,16 @@ int cx_pool_new(cx_pool **out, const cx_pool_opts *opts)
         return CX_ENOMEM;
     }
     p->nthreads = threads;
+    CX__CK_UNTRACKED(&p->submitted, sizeof(p->submitted));
+    CX__CK_UNTRACKED(p->stat_other, sizeof(p->stat_other));
     for (unsigned int i = 0; i < threads; i++) {
+        if (cx__wslot_init(&p->workers[i].slot) != 0) {
+            while (i-- > 0)
+                cx__tstate_free(p->workers[i].st);
+            destroy(p);
+            return CX_ENOMEM;
+        }
+        p->nslots++;
         p->workers[i].pool = p;
         p->workers[i].idle = 0;
         cx__ec_init(&p->workers[i].ec);
@@ -562,6 +644,8 @@ static int submit(cx_pool *p, enum cx__job_ctx kind, cx_context *ctx, void *(*fn
         goto fail;
     }
     f->pool = p; /* lets a waiting worker of p run it inline */
+    /* Counted before the push: nobody sees it complete uncounted. */
+    ck_pr_inc_64(&p->submitted);
     if (fut != NULL)
         *fut = f; /* before the push: afterwards f may complete any time */
     if (strand != NULL)
@@ -729,4 +813,60 @@ void cx_pool_free(cx_pool *p)
     pthread_mutex_destroy(&p->ready_mu);
     pthread_mutex_destroy(&p->join_lock);
     destroy(p);
+}
+
+/* ----------------------------------------------------------- introspection */
+
+/* Calls fn once per worker with what it does now (see cxpool.h); stops at
+ * and returns fn's first non-zero return. CX_EINVAL for NULL p or fn,
+ * CX_EFORK in a fork child, CX_ENOMEM if a worker's context cannot be
+ * copied (fn is not called for it, nor for the workers after it). Each
+ * w->ctx is a new reference that fn's caller (fn) must release. */
+int cx_pool_inspect(cx_pool *p, int (*fn)(const cx_worker_info *w, void *arg), void *arg)
+{
+    if (p == NULL || fn == NULL)
+        return CX_EINVAL;
+    if (cx__forkgen_stale(p->gen))
+        return CX_EFORK;
+    for (unsigned int i = 0; i < p->nthreads; i++) {
+        cx_worker_info w;
+        int rc = cx__wslot_read(&p->workers[i].slot, &w);
+        if (rc != 0)
+            return rc;
+        w.index = i;
+        /* fn runs outside the slot's lock: it may take its time. */
+        rc = fn(&w, arg);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Sums the workers' counters (each exact, the sum a snapshot: the
+ * counters are read one after the other while jobs go on). */
+int cx_pool_stats_get(cx_pool *p, cx_pool_stats *out)
+{
+    if (p == NULL || out == NULL)
+        return CX_EINVAL;
+    if (cx__forkgen_stale(p->gen))
+        return CX_EFORK;
+    uint64_t sum[CX__STAT_N];
+    unsigned int running = 0;
+    for (int k = 0; k < CX__STAT_N; k++)
+        sum[k] = ck_pr_load_64(&p->stat_other[k]);
+    for (unsigned int i = 0; i < p->nthreads; i++) {
+        struct cx__wslot *s = &p->workers[i].slot;
+        for (int k = 0; k < CX__STAT_N; k++)
+            sum[k] += cx__wslot_counter(s, (enum cx__pool_stat)k);
+        running += cx__wslot_busy(s);
+    }
+    out->submitted = ck_pr_load_64(&p->submitted);
+    out->completed = sum[CX__STAT_COMPLETED];
+    out->cancelled = sum[CX__STAT_CANCELLED];
+    out->timed_out = sum[CX__STAT_TIMED_OUT];
+    out->failed_busy = sum[CX__STAT_FAILED_BUSY];
+    out->queued = cx__queue_reserved(&p->q) + ck_pr_load_uint(&p->parked);
+    out->running = running;
+    out->threads = p->nthreads;
+    return 0;
 }

@@ -37,6 +37,7 @@
  * current is left to the strand, and the waiter blocks as usual.
  */
 #include "strand.h"
+#include "inspect.h"
 #include "scope.h"
 
 struct cx__strand {
@@ -207,6 +208,7 @@ bool cx__strand_handle(cx__tstate *st, cx_future *f, bool cancel)
         return false; /* run inline by a waiter, which handed on */
     if (ctx == NULL) {
         /* Cancelled: it never runs; its canceller released f->ctx. */
+        cx__pool_count(f->pool, CX__STAT_CANCELLED);
         hand_on(s);
         drop_strand_ref(f);
         return false;
@@ -219,6 +221,7 @@ bool cx__strand_handle(cx__tstate *st, cx_future *f, bool cancel)
         cx__leave(ctx);
         unsigned int now = ck_pr_load_uint(&f->state);
         if (now != CX__F_RUNNING && now != CX__F_DONE) {
+            cx__pool_count(f->pool, CX__STAT_CANCELLED);
             hand_on(s); /* cancelled meanwhile */
             drop_strand_ref(f);
         } /* else a waiter runs it inline and hands on */
@@ -240,10 +243,17 @@ static void run_entered(cx__tstate *st, struct cx__strand *s, cx_context *ctx, c
      * run (its scope is alive: f->ctx still holds it). */
     int rc = f->scope != NULL ? cx__scope_check(f->scope) : 0;
     void *result = NULL;
-    if (rc == 0)
+    if (rc == 0) {
+        /* Shown to cx_pool_inspect while it runs (a worker's slot). */
+        struct cx__job_mark m;
+        cx__pool_job_begin(&m, ctx);
         result = cx__run_claimed(st, ctx, f->fn, f->arg);
-    else
+        cx__pool_job_end(&m); /* before the strand lets ctx go */
+        cx__pool_count(f->pool, CX__STAT_COMPLETED);
+    } else {
         cx__leave(ctx);
+        cx__pool_count(f->pool, rc == CX_ETIMEDOUT ? CX__STAT_TIMED_OUT : CX__STAT_CANCELLED);
+    }
     hand_on(s);
     drop_strand_ref(f);
     if (own_ref)

@@ -90,17 +90,10 @@ struct cx_callback {
 #define SHARED_SIZE (offsetof(struct cx_callback, u) + sizeof(struct serial))
 
 /* The capture itself: *root receives a reference to the current
- * context's map (NULL: empty), O(1). Every capture of cx_bind goes
- * through here, so that leaving CX_VAR_LOCAL variables out (SPEC 5.4) is
- * a change of this one function; it may then allocate, hence the status
- * (0 or CX_ENOMEM, nothing held on failure). The calling thread runs in
- * its current context, so the snapshot takes no lock. */
-static int capture_into(cx__node **root)
-{
-    const cx__tstate *st = cx__tstate_cur();
-    *root = st != NULL && st->cur != NULL ? cx__context_snapshot(st->cur) : NULL;
-    return 0;
-}
+ * context's map minus its CX_VAR_LOCAL variables (NULL: empty): O(1) when
+ * none is bound, else in proportion to those bound (context.h,
+ * cx__capture_root). 0, or CX_ENOMEM with nothing held. */
+static int capture_into(cx__node **root) { return cx__capture_root(root); }
 
 int cx_bind(cx_callback **out, void *(*fn)(void *), void *arg, unsigned flags)
 {

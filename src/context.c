@@ -186,7 +186,100 @@ cx_context *cx__copy_context_into(cx_context *ctx)
     return cx__context_embed(ctx, current_root_ref());
 }
 
+cx_context *cx__context_embed_shared(cx_context *ctx, cx__node *root)
+{
+    /* Its reader lock is the striped one of its address, as for every
+     * context that is not private: nothing to initialise. */
+    return context_init(ctx, root, false, true);
+}
+
 cx_context *cx_copy_context(void) { return cx__context_with_root(current_root_ref()); }
+
+/* --- captures (context.h) */
+
+struct strip {
+    cx__node *copy; /* the map being stripped (owned) */
+    int rc;
+};
+
+static int strip_one(const cx__entry *e, void *arg)
+{
+    struct strip *s = arg;
+    cx__garbage g;
+    g.n = 0;
+    void *old = NULL;
+    cx_var *var = e->key;
+    /* The walk reads the original map, which holds a reference to every
+     * node of it: the deletes below path-copy those nodes (shared) and
+     * update in place only the copies they made (owned), so the walk
+     * never sees a change. */
+    cx__hamt_del_result r = cx__map_remove(&s->copy, var, &old, &g);
+    if (r == CX__HAMT_DEL_NOMEM) {
+        s->rc = CX_ENOMEM;
+        return 1;
+    }
+    /* Not the last holder: the original map still has it, so no destroy
+     * callback runs here. */
+    if (r == CX__HAMT_REMOVED)
+        cx__stored_release(var, old);
+    cx__garbage_release(&g);
+    return 0;
+}
+
+int cx__map_strip_local(cx__node **rootp)
+{
+    cx__node *root = *rootp;
+    if (__builtin_expect(cx__map_nlocal(root) == 0, 1))
+        return 0;
+    if (cx__map_nlocal(root) == cx__map_len(root)) {
+        /* Only local bindings: the capture is the empty map. */
+        cx__map_release(root);
+        *rootp = NULL;
+        return 0;
+    }
+    struct strip s = {.copy = root, .rc = 0};
+    cx__map_retain(root); /* shared from now on: deletes copy, never touch root */
+    if (cx__map_foreach_local(root, strip_one, &s) != 0) {
+        cx__map_release(s.copy);
+        return s.rc;
+    }
+    cx__map_release(root);
+    *rootp = s.copy;
+    return 0;
+}
+
+int cx__capture_root(cx__node **out)
+{
+    cx__node *root = current_root_ref();
+    int rc = cx__map_strip_local(&root);
+    if (rc != 0) {
+        cx__map_release(root);
+        return rc;
+    }
+    *out = root;
+    return 0;
+}
+
+int cx__capture_into(cx_context *storage)
+{
+    cx__node *root;
+    int rc = cx__capture_root(&root);
+    if (rc != 0)
+        return rc;
+    cx__context_embed(storage, root);
+    return 0;
+}
+
+cx_context *cx__capture_private(void)
+{
+    cx__node *root;
+    if (cx__capture_root(&root) != 0)
+        return NULL;
+    cx_context *ctx = cx__context_with_root(root);
+    if (ctx != NULL)
+        ctx->private_ = true;
+    return ctx;
+}
 
 cx_context *cx_context_copy(const cx_context *ctx)
 {

@@ -9,6 +9,7 @@
 #include "hamt.h"
 #include "tstate.h"
 #include "var.h"
+#include "watch.h"
 
 /* A context is a mutable holder of an immutable map.
  *
@@ -131,16 +132,24 @@ static inline void cx__leave(cx_context *ctx)
 }
 
 /* Enter/leave for an already-claimed context (entered is owned by the
- * caller). switch_in returns the previous current context (borrowed). */
+ * caller). switch_in returns the previous current context (borrowed).
+ * Every switch of a thread's current context goes through these two (run,
+ * enter/exit, thread trampolines, pool jobs, strands), so they are where
+ * watchers hear of it: ENTER once ctx is current, EXIT while it still is
+ * (a callback reads the context being entered or left). */
 static inline cx_context *cx__switch_in(cx__tstate *st, cx_context *ctx)
 {
     cx_context *prev = st->cur;
     st->cur = ctx;
     st->fast.gen++;
+    if (cx__watching())
+        cx__watch_switch(CX_WATCH_ENTER, ctx);
     return prev;
 }
 static inline void cx__switch_out(cx__tstate *st, cx_context *ctx, cx_context *prev)
 {
+    if (cx__watching())
+        cx__watch_switch(CX_WATCH_EXIT, ctx);
     st->cur = prev;
     st->fast.gen++;
     cx__leave(ctx);
@@ -190,5 +199,38 @@ CX__HIDDEN cx_context *cx__copy_context_private(void);
 CX__HIDDEN cx_context *cx__context_embed(cx_context *storage, cx__node *root);
 /* cx__context_embed of a snapshot of the current context. */
 CX__HIDDEN cx_context *cx__copy_context_into(cx_context *storage);
+/* As cx__context_embed, but the context is not private: other threads may
+ * read it (cx_context_copy, cx_context_get) under its striped lock while
+ * its runner sets variables in it, as a pool job's context is read by
+ * cx_pool_inspect. Its owner frees the storage after the last release.
+ * Cannot fail; returns storage. */
+CX__HIDDEN cx_context *cx__context_embed_shared(cx_context *storage, cx__node *root);
+
+/* --- captures (SPEC 5.4): what crosses to another thread or a later run.
+ *
+ * cx_thread_create, cx_pool_submit, cx_pool_try_submit, cx_group_go and
+ * cx_bind capture the current context *minus its CX_VAR_LOCAL variables*;
+ * cx_copy_context, cx_context_copy, submit_in and create_in carry
+ * everything (Python's semantics). Every such capture goes through the
+ * functions below. With no local variable bound in the current map (its
+ * root's count, one load) a capture is the plain O(1) snapshot; otherwise
+ * it costs in proportion to the local bindings: each is deleted from a
+ * private copy of the map (which may allocate, hence CX_ENOMEM). The
+ * original map is never changed, so owned values stay with it and are
+ * destroyed exactly once, when their last holder goes. */
+
+/* A new map reference in *out (NULL: empty) for the current context minus
+ * its local variables. 0 or CX_ENOMEM (*out untouched). */
+CX__HIDDEN int cx__capture_root(cx__node **out);
+/* cx__context_embed (private, no lock) of a capture: for cx_bind. 0, or
+ * CX_ENOMEM with nothing held and storage untouched. */
+CX__HIDDEN int cx__capture_into(cx_context *storage);
+/* A private context (new reference) holding a capture: for
+ * cx_thread_create and cx_group_go. NULL on ENOMEM. */
+CX__HIDDEN cx_context *cx__capture_private(void);
+/* root (a reference, consumed) minus its local bindings: *rootp receives
+ * the result (a new reference). 0 or CX_ENOMEM (then *rootp is still the
+ * caller's reference, unchanged). */
+CX__HIDDEN int cx__map_strip_local(cx__node **rootp);
 
 #endif

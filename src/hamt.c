@@ -96,6 +96,7 @@ struct cx__node {
     uint32_t count; /* entries in use */
     uint32_t cap;   /* entries allocated (count rounded up to even) */
     uint32_t size;  /* key entries in this subtree */
+    uint32_t nmark; /* key entries in this subtree that ops->marked counts */
     uint32_t kind;  /* K_* */
     cx__entry e[];
 };
@@ -135,6 +136,16 @@ static inline cx__entry link_to(cx__node *n) { return (cx__entry){NULL, n}; }
 static inline uint32_t entry_size(const cx__entry *e)
 {
     return is_link(e) ? link_node(e)->size : 1;
+}
+
+/* 1 if ops marks the key (ops->marked may be NULL: nothing is marked). */
+static inline uint32_t key_mark(const cx__hamt_ops *ops, const void *key)
+{
+    return ops->marked != NULL && ops->marked(key) ? 1u : 0u;
+}
+static inline uint32_t entry_mark(const cx__hamt_ops *ops, const cx__entry *e)
+{
+    return is_link(e) ? link_node(e)->nmark : key_mark(ops, e->key);
 }
 
 /* A new reference to what an entry stands for (a child node or a key). */
@@ -221,6 +232,7 @@ static bool make_pair(const cx__hamt_ops *ops, unsigned shift, const cx__entry *
             return false;
         c->bits = ha;
         c->size = 2;
+        c->nmark = entry_mark(ops, a) + entry_mark(ops, b);
         c->e[0] = *a;
         c->e[1] = *b;
         *out = link_to(c);
@@ -239,6 +251,7 @@ static bool make_pair(const cx__hamt_ops *ops, unsigned shift, const cx__entry *
         }
         n->bits = 1u << ia;
         n->size = link_node(&sub)->size;
+        n->nmark = link_node(&sub)->nmark;
         n->e[0] = sub;
         *out = link_to(n);
         return true;
@@ -248,6 +261,7 @@ static bool make_pair(const cx__hamt_ops *ops, unsigned shift, const cx__entry *
         return false;
     n->bits = (1u << ia) | (1u << ib);
     n->size = entry_size(a) + 1;
+    n->nmark = entry_mark(ops, a) + entry_mark(ops, b);
     n->e[ia < ib ? 0 : 1] = *a;
     n->e[ia < ib ? 1 : 0] = *b;
     *out = link_to(n);
@@ -280,6 +294,34 @@ const cx__entry *cx__hamt_find(const cx__node *n, const void *key, uint32_t hash
 
 size_t cx__hamt_len(const cx__node *root) { return root == NULL ? 0 : root->size; }
 
+size_t cx__hamt_nmarked(const cx__node *root) { return root == NULL ? 0 : root->nmark; }
+
+/* Depth-first over the subtrees whose nmark is not 0 (bounded recursion:
+ * CX__HAMT_MAX_DEPTH). */
+static int foreach_marked(const cx__node *n, const cx__hamt_ops *ops,
+                          int (*fn)(const cx__entry *e, void *arg), void *arg)
+{
+    for (uint32_t i = 0; i < n->count; i++) {
+        const cx__entry *e = &n->e[i];
+        int rc = 0;
+        if (is_link(e)) {
+            if (link_node(e)->nmark != 0)
+                rc = foreach_marked(link_node(e), ops, fn, arg);
+        } else if (key_mark(ops, e->key)) {
+            rc = fn(e, arg);
+        }
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+int cx__hamt_foreach_marked(const cx__node *root, const cx__hamt_ops *ops,
+                            int (*fn)(const cx__entry *e, void *arg), void *arg)
+{
+    return root == NULL || root->nmark == 0 ? 0 : foreach_marked(root, ops, fn, arg);
+}
+
 /* ========================================================== set */
 
 /* State of one update, threaded through the recursion. */
@@ -290,6 +332,7 @@ typedef struct upd {
     uint32_t hash;
     cx__entry *old; /* out: the replaced/removed entry, with a reference */
     cx__hamt_garbage *g;
+    uint32_t m;     /* key_mark of key: what an added/removed entry counts */
 } upd;
 
 /* The entry leaving the map goes to the caller with a reference: the
@@ -337,6 +380,7 @@ static cx__hamt_set_result collision_set(cx__node *n, bool own, unsigned shift, 
             return CX__HAMT_SET_NOMEM;
         c->bits = n->bits;
         c->size = n->size;
+        c->nmark = n->nmark;
         copy_entries(ops, c, 0, n->e, i, false);
         copy_entries(ops, c, i + 1, &n->e[i + 1], n->count - i - 1, false);
         take_old(u, &n->e[i], false);
@@ -347,6 +391,7 @@ static cx__hamt_set_result collision_set(cx__node *n, bool own, unsigned shift, 
     if (own && n->count < n->cap) {
         n->e[n->count++] = u->ent;
         n->size++;
+        n->nmark += u->m;
         *out = n;
         return CX__HAMT_ADDED;
     }
@@ -355,6 +400,7 @@ static cx__hamt_set_result collision_set(cx__node *n, bool own, unsigned shift, 
         return CX__HAMT_SET_NOMEM;
     c->bits = n->bits;
     c->size = n->size + 1;
+    c->nmark = n->nmark + u->m;
     copy_entries(ops, c, 0, n->e, n->count, own);
     c->e[n->count] = u->ent;
     if (own)
@@ -379,6 +425,7 @@ static cx__hamt_set_result bitmap_set(cx__node *n, bool own, unsigned shift, upd
             n->bits |= bit;
             n->count++;
             n->size++;
+            n->nmark += u->m;
             *out = n;
             return CX__HAMT_ADDED;
         }
@@ -387,6 +434,7 @@ static cx__hamt_set_result bitmap_set(cx__node *n, bool own, unsigned shift, upd
             return CX__HAMT_SET_NOMEM;
         c->bits = n->bits | bit;
         c->size = n->size + 1;
+        c->nmark = n->nmark + u->m;
         copy_entries(ops, c, 0, n->e, idx, own);
         copy_entries(ops, c, idx + 1, &n->e[idx], n->count - idx, own);
         c->e[idx] = u->ent;
@@ -439,11 +487,13 @@ static cx__hamt_set_result bitmap_set(cx__node *n, bool own, unsigned shift, upd
     if (own) {
         *e = repl;
         n->size += grown;
+        n->nmark += grown * u->m;
         *out = n;
         return r;
     }
     c->bits = n->bits;
     c->size = n->size + grown;
+    c->nmark = n->nmark + grown * u->m;
     copy_entries(ops, c, 0, n->e, idx, false);
     copy_entries(ops, c, idx + 1, &n->e[idx + 1], n->count - idx - 1, false);
     c->e[idx] = repl;
@@ -469,7 +519,8 @@ enum { TRY_GENERAL = -2 };
 
 /* Replaces the key's entry in place, or adds it into a spare entry of the
  * node its chunk lands in. */
-static int set_in_place(cx__node *n, const cx__entry *ent, uint32_t hash, cx__entry *old)
+static int set_in_place(const cx__hamt_ops *ops, cx__node *n, const cx__entry *ent,
+                        uint32_t hash, cx__entry *old)
 {
     cx__node *path[CX__HAMT_MAX_DEPTH];
     unsigned depth = 0;
@@ -486,8 +537,11 @@ static int set_in_place(cx__node *n, const cx__entry *ent, uint32_t hash, cx__en
             n->e[idx] = *ent;
             n->bits |= bit;
             n->count++;
-            for (unsigned i = 0; i < depth; i++)
+            uint32_t m = key_mark(ops, ent->key);
+            for (unsigned i = 0; i < depth; i++) {
                 path[i]->size++;
+                path[i]->nmark += m;
+            }
             return CX__HAMT_ADDED;
         }
         cx__entry *e = &n->e[idx];
@@ -505,7 +559,8 @@ static int set_in_place(cx__node *n, const cx__entry *ent, uint32_t hash, cx__en
 /* Removes the key's entry in place when its node stays a valid node: the
  * root with another entry left, or a deeper node left with two entries or
  * with a link (so nothing collapses). */
-static int del_in_place(cx__node *n, const void *key, uint32_t hash, cx__entry *old)
+static int del_in_place(const cx__hamt_ops *ops, cx__node *n, const void *key, uint32_t hash,
+                        cx__entry *old)
 {
     cx__node *path[CX__HAMT_MAX_DEPTH];
     unsigned depth = 0;
@@ -534,8 +589,11 @@ static int del_in_place(cx__node *n, const void *key, uint32_t hash, cx__entry *
         memmove(&n->e[idx], &n->e[idx + 1], (n->count - idx - 1) * sizeof(n->e[0]));
         n->count--;
         n->bits &= ~bit;
-        for (unsigned i = 0; i < depth; i++)
+        uint32_t m = key_mark(ops, key);
+        for (unsigned i = 0; i < depth; i++) {
             path[i]->size--;
+            path[i]->nmark -= m;
+        }
         return CX__HAMT_REMOVED;
     }
 }
@@ -556,7 +614,7 @@ cx__hamt_set_result cx__hamt_set(cx__node **rootp, const cx__entry *e, uint32_t 
 {
     CX__ASSERT(e->key != NULL);
     if (*rootp != NULL) {
-        int fast = set_in_place(*rootp, e, hash, old);
+        int fast = set_in_place(ops, *rootp, e, hash, old);
         if (fast != TRY_GENERAL)
             return (cx__hamt_set_result)fast;
     }
@@ -568,7 +626,7 @@ cx__hamt_del_result cx__hamt_del(cx__node **rootp, const void *key, uint32_t has
 {
     if (*rootp == NULL)
         return CX__HAMT_ABSENT;
-    int fast = del_in_place(*rootp, key, hash, old);
+    int fast = del_in_place(ops, *rootp, key, hash, old);
     if (fast != TRY_GENERAL)
         return (cx__hamt_del_result)fast;
     return del_general(rootp, key, hash, ops, old, g);
@@ -578,7 +636,8 @@ static cx__hamt_set_result set_general(cx__node **rootp, const cx__entry *e, uin
                                        const cx__hamt_ops *ops, cx__entry *old,
                                        cx__hamt_garbage *g)
 {
-    upd u = {.ops = ops, .ent = *e, .key = e->key, .hash = hash, .old = old, .g = g};
+    upd u = {.ops = ops, .ent = *e, .key = e->key, .hash = hash, .old = old, .g = g,
+             .m = key_mark(ops, e->key)};
     cx__node *root = *rootp, *res;
     if (root == NULL) {
         res = node_new(ops, K_BITMAP, 1);
@@ -586,6 +645,7 @@ static cx__hamt_set_result set_general(cx__node **rootp, const cx__entry *e, uin
             return CX__HAMT_SET_NOMEM;
         res->bits = 1u << chunk(hash, 0);
         res->size = 1;
+        res->nmark = u.m;
         res->e[0] = *e;
         *rootp = res;
         return CX__HAMT_ADDED;
@@ -614,11 +674,13 @@ static int node_del(cx__node *n, bool own, unsigned shift, upd *u, cx__entry *ou
 static int remove_slot(const cx__hamt_ops *ops, cx__node *n, bool own, uint32_t idx, uint32_t bit,
                        cx__entry *out)
 {
+    uint32_t m = entry_mark(ops, &n->e[idx]); /* a key entry: the one deleted */
     if (own) {
         memmove(&n->e[idx], &n->e[idx + 1], (n->count - idx - 1) * sizeof(n->e[0]));
         n->count--;
         n->bits &= ~bit;
         n->size--;
+        n->nmark -= m;
         *out = link_to(n);
         return DEL_DONE;
     }
@@ -627,6 +689,7 @@ static int remove_slot(const cx__hamt_ops *ops, cx__node *n, bool own, uint32_t 
         return DEL_NOMEM;
     c->bits = n->bits & ~bit;
     c->size = n->size - 1;
+    c->nmark = n->nmark - m;
     copy_entries(ops, c, 0, n->e, idx, false);
     copy_entries(ops, c, idx, &n->e[idx + 1], n->count - idx - 1, false);
     *out = link_to(c);
@@ -722,11 +785,13 @@ static int bitmap_del(cx__node *n, bool own, unsigned shift, upd *u, cx__entry *
     if (own) {
         n->e[idx] = ne;
         n->size--;
+        n->nmark -= u->m;
         *out = link_to(n);
         return DEL_DONE;
     }
     c->bits = n->bits;
     c->size = n->size - 1;
+    c->nmark = n->nmark - u->m;
     copy_entries(ops, c, 0, n->e, idx, false);
     copy_entries(ops, c, idx + 1, &n->e[idx + 1], n->count - idx - 1, false);
     c->e[idx] = ne;
@@ -746,7 +811,7 @@ static cx__hamt_del_result del_general(cx__node **rootp, const void *key, uint32
                                        cx__hamt_garbage *g)
 {
     cx__node *root = *rootp;
-    upd u = {.ops = ops, .key = key, .hash = hash, .old = old, .g = g};
+    upd u = {.ops = ops, .key = key, .hash = hash, .old = old, .g = g, .m = key_mark(ops, key)};
     bool own = cx__ref_unique(&root->ref);
     cx__entry res;
     int r = node_del(root, own, 0, &u, &res);
@@ -866,6 +931,11 @@ static const char *check_node(const cx__node *n, unsigned level, uint32_t prefix
         }
         if (n->size != n->count)
             return "a collision node's size is not its count";
+        uint32_t marked = 0;
+        for (uint32_t i = 0; i < n->count; i++)
+            marked += key_mark(ops, n->e[i].key);
+        if (n->nmark != marked)
+            return "a collision node's marked count is wrong";
         *size = n->size;
         return NULL;
     }
@@ -879,7 +949,7 @@ static const char *check_node(const cx__node *n, unsigned level, uint32_t prefix
         return "an empty node";
     if (level > 0 && n->count == 1 && !is_link(&n->e[0]))
         return "a non-root node with a single entry";
-    uint32_t total = 0, bits = n->bits;
+    uint32_t total = 0, marked = 0, bits = n->bits;
     for (uint32_t i = 0; i < n->count; i++) {
         uint32_t c = (uint32_t)__builtin_ctz(bits);
         bits &= bits - 1;
@@ -895,12 +965,16 @@ static const char *check_node(const cx__node *n, unsigned level, uint32_t prefix
             if (why != NULL)
                 return why;
             total += s;
+            marked += link_node(e)->nmark;
         } else {
             if ((ops->hash(e->key) & sub_mask) != sub_prefix)
                 return "a key off its hash's path";
             total++;
+            marked += key_mark(ops, e->key);
         }
     }
+    if (marked != n->nmark || n->nmark > n->size)
+        return "a node's marked count differs from the entries below it";
     if (total != n->size)
         return "a node's size differs from the entries below it";
     if (level > 0 && total < 2)

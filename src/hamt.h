@@ -47,10 +47,15 @@ typedef struct cx__hamt_ops {
     /* Memory for a node of `bytes` bytes, NULL on failure; and its return. */
     void *(*alloc)(size_t bytes);
     void (*free)(void *p, size_t bytes);
+    /* Optional (NULL: none): keys the map counts separately. Every node
+     * keeps the number of marked keys below it, so cx__hamt_nmarked is
+     * O(1) and cx__hamt_foreach_marked visits only subtrees holding some.
+     * Must depend on the key alone and never change. */
+    bool (*marked)(const void *key);
 } cx__hamt_ops;
 
 /* Bytes of a node with room for `cap` entries (hamt.c checks the header). */
-#define CX__NODE_BYTES(cap) (24u + (size_t)(cap) * sizeof(cx__entry))
+#define CX__NODE_BYTES(cap) (32u + (size_t)(cap) * sizeof(cx__entry))
 /* The largest bitmap node (32 entries); collision nodes may be larger. */
 #define CX__NODE_MAX_BYTES CX__NODE_BYTES(32)
 
@@ -93,6 +98,13 @@ CX__HIDDEN void cx__hamt_garbage_release(cx__hamt_garbage *g, const cx__hamt_ops
 CX__HIDDEN const cx__entry *cx__hamt_find(const cx__node *root, const void *key,
                                          uint32_t hash);
 CX__HIDDEN size_t cx__hamt_len(const cx__node *root);
+/* Marked keys in the map (ops->marked), O(1). */
+CX__HIDDEN size_t cx__hamt_nmarked(const cx__node *root);
+/* Calls fn for every marked entry (borrowed), visiting only the subtrees
+ * that hold some: cost in proportion to them (times the depth). Stops at
+ * the first non-zero return and returns it. */
+CX__HIDDEN int cx__hamt_foreach_marked(const cx__node *root, const cx__hamt_ops *ops,
+                                       int (*fn)(const cx__entry *e, void *arg), void *arg);
 
 /* *rootp is a reference the caller owns; it is replaced by the updated map.
  * set: *e (with the entry reference the caller hands over) is stored under

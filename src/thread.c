@@ -68,7 +68,7 @@ int cx_thread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void 
 {
     if (t == NULL || fn == NULL)
         return CX_EINVAL;
-    cx_context *ctx = cx__copy_context_private();
+    cx_context *ctx = cx__capture_private(); /* CX_VAR_LOCAL variables stay here */
     if (ctx == NULL)
         return CX_ENOMEM;
     ctx->entered = CX__CTX_ENTERED; /* a fresh copy nobody else has seen */

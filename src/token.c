@@ -90,6 +90,15 @@ int cx_var_set(cx_var *var, void *value, cx_token **tokp)
         return CX_ENOMEM;
     }
     cache_changed(st, var, true, value);
+    if (cx__watch_var(var)) {
+        /* Before anything is released: the old value is still alive for
+         * the callbacks (a default is not a binding: had_old false). */
+        cx_watch_event ev = {.kind = CX_WATCH_SET, .ctx = ctx, .var = var,
+                             .old_value = r == CX__HAMT_REPLACED ? cx__stored_value(var, old) : NULL,
+                             .new_value = value,
+                             .had_old = r == CX__HAMT_REPLACED, .has_new = true};
+        cx__watch_fire(&ev);
+    }
 
     bool had = r == CX__HAMT_REPLACED;
     if (tok != NULL) {
@@ -150,6 +159,15 @@ int cx_var_reset(cx_var *var, cx_token *tok)
     tok->used = true;
     cache_changed(st, var, tok->has_old,
                   tok->has_old ? cx__stored_value(var, tok->old) : NULL);
+    if (cx__watch_var(var)) {
+        /* old: the value the reset removed (none if a non-LIFO reset had
+         * removed var already); new: the one it restored, if any. */
+        cx_watch_event ev = {.kind = CX_WATCH_RESET, .ctx = ctx, .var = var,
+                             .old_value = displaced ? cx__stored_value(var, removed) : NULL,
+                             .new_value = tok->has_old ? cx__stored_value(var, tok->old) : NULL,
+                             .had_old = displaced, .has_new = tok->has_old};
+        cx__watch_fire(&ev);
+    }
     if (displaced)
         cx__stored_release(var, removed); /* its destroy is due now */
     cx__garbage_release(&g);

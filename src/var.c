@@ -49,8 +49,16 @@ static void node_free(void *p, size_t bytes)
     cx__free(p);
 }
 
+/* CX_VAR_LOCAL variables are counted per node: a capture that must leave
+ * them out knows in O(1) whether there is anything to leave out. */
+static bool var_is_local(const void *key)
+{
+    return (((const cx_var *)key)->flags & CX_VAR_LOCAL) != 0;
+}
+
 const cx__hamt_ops cx__var_map_ops = {
     .hash = var_hash,
+    .marked = var_is_local,
     .retain = entry_retain,
     .release = entry_release,
     .alloc = node_alloc,
@@ -137,6 +145,8 @@ int cx_var_new(cx_var **out, const char *name, const cx_var_opts *opts)
 {
     if (out == NULL || name == NULL)
         return CX_EINVAL;
+    if (opts != NULL && (opts->flags & ~(CX_VAR_LOCAL | CX_VAR_WATCHED)) != 0)
+        return CX_EINVAL;
     size_t len = strlen(name);
     cx_var *v = cx__malloc(sizeof(*v) + len + 1);
     if (v == NULL)
@@ -146,6 +156,7 @@ int cx_var_new(cx_var **out, const char *name, const cx_var_opts *opts)
     v->has_default = opts != NULL && opts->has_default;
     v->default_value = v->has_default ? opts->default_value : NULL;
     v->destroy = opts != NULL ? opts->destroy : NULL;
+    v->flags = opts != NULL ? opts->flags : 0;
     memcpy(v->name, name, len + 1);
     *out = v;
     return 0;

@@ -16,6 +16,7 @@ struct cx_var {
     bool has_default;
     void *default_value; /* borrowed from the creator, never destroyed */
     void (*destroy)(void *value);
+    unsigned flags;      /* CX_VAR_LOCAL, CX_VAR_WATCHED; never change */
     char name[];
 };
 
@@ -148,6 +149,17 @@ static inline cx__hamt_del_result cx__map_remove(cx__node **rootp, const cx_var 
         cx__var_release(prev.key); /* never the last: the caller holds var */
     }
     return r;
+}
+
+/* Bindings of CX_VAR_LOCAL variables in the map: O(1). */
+static inline size_t cx__map_nlocal(const cx__node *root) { return cx__hamt_nmarked(root); }
+/* Calls fn for every entry of a CX_VAR_LOCAL variable (borrowed; e->key is
+ * the variable), visiting only the subtrees that hold some. Stops at the
+ * first non-zero return and returns it. */
+static inline int cx__map_foreach_local(const cx__node *root,
+                                        int (*fn)(const cx__entry *e, void *arg), void *arg)
+{
+    return cx__hamt_foreach_marked(root, &cx__var_map_ops, fn, arg);
 }
 
 /* Calls fn(var, value, arg) for every binding (both borrowed); stops at the

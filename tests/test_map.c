@@ -861,7 +861,10 @@ static void ok_free(void *p, size_t bytes)
     ok_live_bytes -= (long)bytes;
     free(p);
 }
-static const cx__hamt_ops ok_ops = {ok_hash, ok_retain, ok_release, ok_alloc, ok_free};
+/* Odd keys are marked: the validator then checks every node's count of
+ * them through all the shapes below. */
+static bool ok_marked(const void *key) { return ((uintptr_t)key & 1u) != 0; }
+static const cx__hamt_ops ok_ops = {ok_hash, ok_retain, ok_release, ok_alloc, ok_free, ok_marked};
 
 static void ok_put(cx__node **root, uintptr_t k, uintptr_t v)
 {
