@@ -59,13 +59,16 @@
 #include <stddef.h>
 
 #include "context.h"
+#include "sleep.h"
 
 /* The shared mode's serialiser (allocated only with CX_BIND_SHARED). */
 struct serial {
     pthread_mutex_t mu;
-    pthread_cond_t cv;
+    struct ck_ec32 ec; /* waiting callers sleep here (a futex, not a
+                          condition variable: glibc's may broadcast from
+                          inside a wait, which helgrind reports) */
     bool busy;        /* under mu: a run holds the context */
-    unsigned waiters; /* under mu: callers sleeping on cv */
+    unsigned waiters; /* under mu: callers sleeping on ec */
     pthread_t runner; /* under mu, valid while busy */
     cx_context ctx;   /* the capture, the one context every run enters
                          (embedded, private: one runner at a time) */
@@ -108,11 +111,10 @@ int cx_bind(cx_callback **out, void *(*fn)(void *), void *arg, unsigned flags)
             cx__free(cb);
             return CX_ENOMEM;
         }
-        if (pthread_cond_init(&cb->u.sh.cv, NULL) != 0) {
-            pthread_mutex_destroy(&cb->u.sh.mu);
-            cx__free(cb);
-            return CX_ENOMEM;
-        }
+        cx__ec_init(&cb->u.sh.ec);
+        /* Only ck's atomics touch it: hidden from helgrind/DRD until the
+         * callback is freed; the handoff is the mutex. */
+        CX__CK_UNTRACKED(&cb->u.sh.ec, sizeof(cb->u.sh.ec));
         cb->u.sh.busy = false;
         cb->u.sh.waiters = 0;
     }
@@ -121,7 +123,7 @@ int cx_bind(cx_callback **out, void *(*fn)(void *), void *arg, unsigned flags)
     int rc = capture_into(&root);
     if (rc != 0) {
         if (shared) {
-            pthread_cond_destroy(&cb->u.sh.cv);
+            CX__CK_TRACKED(&cb->u.sh.ec, sizeof(cb->u.sh.ec));
             pthread_mutex_destroy(&cb->u.sh.mu);
         }
         cx__free(cb);
@@ -165,7 +167,7 @@ void cx_callback_release(cx_callback *cb)
     /* Destroy callbacks of owned values may run here, in this thread. */
     if (cb->flags & CX_BIND_SHARED) {
         cx_context_release(&cb->u.sh.ctx); /* embedded: frees nothing */
-        pthread_cond_destroy(&cb->u.sh.cv);
+        CX__CK_TRACKED(&cb->u.sh.ec, sizeof(cb->u.sh.ec));
         pthread_mutex_destroy(&cb->u.sh.mu);
     } else {
         cx__map_release(cb->root);
@@ -246,10 +248,14 @@ static void shared_run_end(void *p)
     struct serial *s = &cb->u.sh;
     pthread_mutex_lock(&s->mu);
     s->busy = false;
-    /* One waiter is enough: each waits for !busy and, woken, takes it. */
-    if (s->waiters > 0)
-        pthread_cond_signal(&s->cv);
+    bool wake = s->waiters > 0;
     pthread_mutex_unlock(&s->mu);
+    /* After the state change (under mu), as sleep.h's protocol asks: a
+     * waiter read the count under mu before it slept, so it sees the
+     * bump. Every sleeper wakes; one takes the turn, the others sleep
+     * again. The run's reference (released below) keeps cb alive. */
+    if (wake)
+        cx__ec_bump(&s->ec);
     cx_callback_release(cb);
 }
 
@@ -266,17 +272,18 @@ static int run_shared(cx_callback *cb, void **result, cx_callback *own)
         return CX_EBUSY;
     }
     if (s->busy) {
-        /* Waiting for our turn is taking a lock, not a cancellation point
-         * (pthread_mutex_lock is not one either): a cancel is acted upon
-         * at the next cancellation point, in fn or after the run. That
-         * keeps the wait free of cleanup, and valgrind's thread checkers
-         * do not follow a cancelled pthread_cond_wait. */
+        /* Waiting for our turn is not a cancellation point: a cancel is
+         * acted upon at the next cancellation point, in fn or after the
+         * run. That keeps the wait free of cleanup. */
         int old;
         pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
         s->waiters++;
-        do
-            pthread_cond_wait(&s->cv, &s->mu);
-        while (s->busy);
+        do {
+            uint32_t seen = cx__ec_value(&s->ec); /* under mu: see shared_run_end */
+            pthread_mutex_unlock(&s->mu);
+            cx__ec_wait(&s->ec, seen);
+            pthread_mutex_lock(&s->mu);
+        } while (s->busy);
         s->waiters--;
         pthread_setcancelstate(old, NULL);
     }

@@ -22,7 +22,7 @@
  *
  * Lock order: the tree lock (scope.c) > a scope's waiter lock > whatever
  * lock a wake-up callback takes (today's callbacks take none: each bumps
- * the sleeper's event count, pool/sleep.h). A callback must only wake: it
+ * the sleeper's event count, src/sleep.h). A callback must only wake: it
  * must not call back into scopes, release anything, or run user code.
  */
 #ifndef CX_SCOPE_H

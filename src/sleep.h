@@ -1,5 +1,5 @@
-/* sleep.h - where pool threads sleep: ck_ec32 event counts whose slow path
- * is a futex (pool/sleep.c). Each idle worker sleeps on its own count,
+/* sleep.h - where library threads sleep: ck_ec32 event counts whose slow path
+ * is a futex (src/sleep.c). Each idle worker sleeps on its own count,
  * submitters blocked on a full queue on the pool's "space" count. Nobody spins or
  * polls once asleep: a waiter returns when the count moves.
  *
