@@ -890,7 +890,17 @@ static int child_checks(cx_pool *old, cx_var *v, cx_future *done)
     if (cx_future_result(done, &r) != 0 || r != TAG(42))
         bad |= 16;
     cx_future_release(done);
-    /* A new pool works, and propagates the child's context. */
+    /* A new pool works, and propagates the child's context. Not under
+     * clang 14's ASan runtime: creating a thread in a fork child of a
+     * threaded process can deadlock inside ASan's own thread registry
+     * (it takes no lock around fork); every other run covers it. */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+    cx_pool_free(old);
+    cx_var_release(v);
+    return bad;
+#endif
+#endif
     cx_pool *p = NULL;
     cx_pool_opts o = {.threads = 2, .queue_size = 4};
     if (cx_pool_new(&p, &o) != 0)
