@@ -34,11 +34,14 @@ $(B)/examples/%: examples/%.c include/cxvars.h include/cxpool.h $(SHARED_LIB)
 
 demo:
 	@sh tools/deps.sh
-	@$(MAKE) --no-print-directory lib $(B)/examples/echo_server $(B)/examples/deadline_demo
+	@$(MAKE) --no-print-directory lib $(B)/examples/echo_server $(B)/examples/deadline_demo \
+	  $(B)/examples/pool_inspect
 	@echo "#### running $(B)/examples/echo_server"
 	@$(B)/examples/echo_server
 	@echo "#### running $(B)/examples/deadline_demo"
 	@$(B)/examples/deadline_demo
+	@echo "#### running $(B)/examples/pool_inspect"
+	@$(B)/examples/pool_inspect
 
 # The README's first C block must be examples/readme_example.c (less its
 # opening comment), so the example people copy is the one that is tested.
