@@ -31,6 +31,43 @@ typedef struct cx__entry {
 
 typedef struct cx__node cx__node;
 
+/* Bits set in x. The x86-64 baseline has no popcnt instruction (and
+ * __builtin_popcount then becomes a libgcc call), so unless the build
+ * targets it (__POPCNT__), x86 checks the CPU once at load (hamt.c) and
+ * issues the instruction when it is there: one predictable load and a
+ * branch instead of a dozen instructions of software count. */
+#if defined(__POPCNT__) || !(defined(__x86_64__) || defined(__i386__))
+#define CX__POPCNT_CHECKED 0
+#else
+#define CX__POPCNT_CHECKED 1
+extern CX__HIDDEN unsigned char cx__have_popcnt;
+#endif
+static inline uint32_t cx__popcount32(uint32_t x)
+{
+#if defined(__POPCNT__)
+    return (uint32_t)__builtin_popcount(x);
+#else
+#if CX__POPCNT_CHECKED
+    if (__builtin_expect(cx__have_popcnt != 0, 1)) {
+        uint32_t r;
+        __asm__("popcnt %1, %0" : "=r"(r) : "rm"(x) : "cc");
+        return r;
+    }
+#endif
+    x = x - ((x >> 1) & 0x55555555u);
+    x = (x & 0x33333333u) + ((x >> 2) & 0x33333333u);
+    x = (x + (x >> 4)) & 0x0f0f0f0fu;
+    return (x * 0x01010101u) >> 24;
+#endif
+}
+
+/* The index in a bitmap node's dense entry array of the chunk whose bit
+ * is `bit` (a power of two): the present chunks below it. */
+static inline uint32_t cx__hamt_slot(uint32_t bits, uint32_t bit)
+{
+    return cx__popcount32(bits & (bit - 1));
+}
+
 /* What the map asks of its user. An entry "reference" is whatever the user
  * counts for an entry (var.c: the variable's count and a value box's): the
  * map holds one for every entry in every node, and moves them in and out
