@@ -104,18 +104,7 @@ __attribute__((constructor)) static void detect_popcnt(void)
 }
 #endif
 
-enum { K_BITMAP = 1, K_COLLISION = 2 };
-
-struct cx__node {
-    cx__ref ref;    /* first: cx__hamt_retain relies on it */
-    uint32_t bits;  /* bitmap node: present chunks; collision node: the hash */
-    uint32_t count; /* entries in use */
-    uint32_t cap;   /* entries allocated (count rounded up to even) */
-    uint32_t size;  /* key entries in this subtree */
-    uint32_t nmark; /* key entries in this subtree that ops->marked counts */
-    uint32_t kind;  /* K_* */
-    cx__entry e[];
-};
+enum { K_BITMAP = CX__HAMT_BITMAP, K_COLLISION = CX__HAMT_COLLISION };
 
 _Static_assert(sizeof(cx__node) == CX__NODE_BYTES(0), "node header size");
 _Static_assert(offsetof(cx__node, ref) == 0, "cx__hamt_retain casts a node to its count");
