@@ -45,6 +45,17 @@ static void track_word(cx_context *ctx, bool track)
         CX__CK_UNTRACKED(&ctx->entered, sizeof(ctx->entered));
 }
 
+/* The announcements of context.h. noipa: GCC would otherwise clone them
+ * into versions taking &ctx->entered, and the callers would keep that
+ * address in a register across a run again. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define NOIPA __attribute__((noipa))
+#else
+#define NOIPA
+#endif
+NOIPA void cx__entered_announce_after(cx_context *ctx) { CX__HAPPENS_AFTER(&ctx->entered); }
+NOIPA void cx__entered_announce_before(cx_context *ctx) { CX__HAPPENS_BEFORE(&ctx->entered); }
+
 /* Every field. root: a map reference (consumed). */
 static cx_context *context_init(cx_context *ctx, cx__node *root, bool private_, bool embedded)
 {
@@ -306,10 +317,19 @@ void cx__exit_entered_above(cx__tstate *st, cx_context *keep)
         exit_top(st);
 }
 
-int cx_context_run(cx_context *ctx, void *(*fn)(void *), void *arg, void **result)
+void cx__exit_entered_into(cx__tstate *st, cx_context *ctx)
 {
-    if (ctx == NULL || fn == NULL)
-        return CX_EINVAL;
+    while (st->cur != ctx) {
+        CX__ASSERT(st->enter_top != NULL && st->enter_top == st->cur);
+        exit_top(st);
+    }
+}
+
+/* cx_context_run with every hook: a thread without state yet, a race
+ * detector to tell of the handoff, watchers to tell of the switch. */
+static __attribute__((noinline)) int run_general(cx_context *ctx, void *(*fn)(void *), void *arg,
+                                                 void **result)
+{
     cx__tstate *st = cx__tstate_get();
     if (st == NULL)
         return CX_ENOMEM;
@@ -317,8 +337,35 @@ int cx_context_run(cx_context *ctx, void *(*fn)(void *), void *arg, void **resul
         return CX_EBUSY;
     /* No reference is taken: if fn drops the last one, the context is
      * flagged ZOMBIE and torn down when this frame leaves it. */
+    struct cx__run_frame fr __attribute__((cleanup(cx__run_frame_leave), unused)) =
+        cx__run_enter(st, ctx);
+    void *r = fn(arg);
+    if (result != NULL)
+        *result = r;
+    return 0;
+}
+
+int cx_context_run(cx_context *ctx, void *(*fn)(void *), void *arg, void **result)
+{
+    if (ctx == NULL || fn == NULL)
+        return CX_EINVAL;
+    /* The common case, checked once up front: a thread with state, no
+     * detector, no watcher. Everything before fn that could call out is
+     * then in run_general, so fn and arg need no saved register here.
+     * (The leave still checks for watchers and the detector: a watcher
+     * may come while fn runs.) */
+    cx__tstate *st = cx__tstate_cur();
+    if (__builtin_expect(st == NULL || cx__detector != 0 || cx__watching(), 0))
+        return run_general(ctx, fn, arg, result);
+    /* cx__try_enter without the announcement (no detector). */
+    if (__builtin_expect(!ck_pr_cas_uint(&ctx->entered, 0, CX__CTX_ENTERED), 0)) {
+        ck_pr_fence_acquire();
+        return CX_EBUSY;
+    }
+    ck_pr_fence_acquire();
+    ctx->enter_prev = cx__switch_in_quiet(st, ctx);
     struct cx__run_frame fr __attribute__((cleanup(cx__run_frame_leave), unused)) = {
-        .st = st, .ctx = ctx, .prev = cx__switch_in(st, ctx), .enter_top = st->enter_top};
+        .st = st, .ctx = ctx};
     void *r = fn(arg);
     if (result != NULL)
         *result = r;
@@ -327,8 +374,8 @@ int cx_context_run(cx_context *ctx, void *(*fn)(void *), void *arg, void **resul
 
 void *cx__run_claimed(cx__tstate *st, cx_context *ctx, void *(*fn)(void *), void *arg)
 {
-    struct cx__run_frame fr __attribute__((cleanup(cx__run_frame_leave), unused)) = {
-        .st = st, .ctx = ctx, .prev = cx__switch_in(st, ctx), .enter_top = st->enter_top};
+    struct cx__run_frame fr __attribute__((cleanup(cx__run_frame_leave), unused)) =
+        cx__run_enter(st, ctx);
     return fn(arg);
 }
 

@@ -38,10 +38,12 @@ struct cx_context {
      * it, and, being private, it has no lock to initialise or destroy. */
     bool embedded_;
     uint64_t id;    /* unique for the life of the process; tokens keep it */
-    /* While entered by cx_context_enter, written and read by the entering
-     * thread only: */
-    cx_context *enter_prev;  /* current before the enter (borrowed) */
-    cx_context *enter_below; /* that thread's enter_top before (borrowed) */
+    /* While claimed (entered), written and read by the claiming thread
+     * only: */
+    cx_context *enter_prev;  /* current before the run or enter that made
+                                this context current (borrowed) */
+    cx_context *enter_below; /* cx_context_enter: that thread's enter_top
+                                before (borrowed) */
     struct cx__strand *strand; /* pool jobs queued into this context
                                   (strand.c); NULL until the first */
     cx__node *root; /* owned; NULL is the empty map */
@@ -87,18 +89,40 @@ CX__HIDDEN cx_context *cx__current_for_write(cx__tstate *st);
  * clears the word whole with one exchange. */
 enum { CX__CTX_ENTERED = 1u, CX__CTX_ZOMBIE = 2u, CX__CTX_PARKED = 4u };
 
+/* The handoff announcements on ctx->entered (annotate.h), out of line:
+ * the word's address is then computed only where it is announced, not
+ * kept in a register across a run. */
+CX__HIDDEN void cx__entered_announce_after(cx_context *ctx);
+CX__HIDDEN void cx__entered_announce_before(cx_context *ctx);
+static inline void cx__entered_after(cx_context *ctx)
+{
+    if (__builtin_expect(cx__detector != 0, 0))
+        cx__entered_announce_after(ctx);
+}
+static inline void cx__entered_before(cx_context *ctx)
+{
+    if (__builtin_expect(cx__detector != 0, 0))
+        cx__entered_announce_before(ctx);
+}
+
 /* Atomically claims ctx->entered; false if already entered. */
 static inline bool cx__try_enter(cx_context *ctx)
 {
-    bool won = ck_pr_cas_uint(&ctx->entered, 0, CX__CTX_ENTERED);
-    /* Pairs with the release in cx__leave of the previous runner: its
-     * changes to ctx->root are visible to us. Announced on a failed claim
-     * too: the loser read the word the last leaver wrote. The word itself
-     * is hidden from helgrind/DRD (context.c, track_word): its accesses
-     * are all atomic, and these announcements carry the ordering. */
+    /* The acquire pairs with the release in cx__leave of the previous
+     * runner: its changes to ctx->root are visible to us. Announced on a
+     * failed claim too: the loser read the word the last leaver wrote.
+     * The word itself is hidden from helgrind/DRD (context.c, track_word):
+     * its accesses are all atomic, and these announcements carry the
+     * ordering. (Two returns: the outcome is branched on at once, not
+     * kept across the announcement.) */
+    if (__builtin_expect(!ck_pr_cas_uint(&ctx->entered, 0, CX__CTX_ENTERED), 0)) {
+        ck_pr_fence_acquire();
+        cx__entered_after(ctx);
+        return false;
+    }
     ck_pr_fence_acquire();
-    CX__HAPPENS_AFTER(&ctx->entered);
-    return won;
+    cx__entered_after(ctx);
+    return true;
 }
 
 /* Strands (pool/strand.c): the pool jobs cx_pool_submit_in queued into a
@@ -121,7 +145,7 @@ CX__HIDDEN void cx__leave_slow(cx_context *ctx, unsigned int old);
 static inline void cx__leave(cx_context *ctx)
 {
     /* Publish our changes to ctx before another thread can enter it. */
-    CX__HAPPENS_BEFORE(&ctx->entered);
+    cx__entered_before(ctx);
     ck_pr_fence_release();
     /* An exchange, not a store: a releaser or a parking strand job may
      * have flagged the word meanwhile, and exactly one of us must see the
@@ -137,13 +161,21 @@ static inline void cx__leave(cx_context *ctx)
  * enter/exit, thread trampolines, pool jobs, strands), so they are where
  * watchers hear of it: ENTER once ctx is current, EXIT while it still is
  * (a callback reads the context being entered or left). */
+static inline cx_context *cx__switch_in_quiet(cx__tstate *st, cx_context *ctx);
 static inline cx_context *cx__switch_in(cx__tstate *st, cx_context *ctx)
+{
+    cx_context *prev = cx__switch_in_quiet(st, ctx);
+    if (cx__watching())
+        cx__watch_switch(CX_WATCH_ENTER, ctx);
+    return prev;
+}
+/* cx__switch_in without the watchers' ENTER: for a caller that has just
+ * seen none registered. */
+static inline cx_context *cx__switch_in_quiet(cx__tstate *st, cx_context *ctx)
 {
     cx_context *prev = st->cur;
     st->cur = ctx;
     st->fast.gen++;
-    if (cx__watching())
-        cx__watch_switch(CX_WATCH_ENTER, ctx);
     return prev;
 }
 static inline void cx__switch_out(cx__tstate *st, cx_context *ctx, cx_context *prev)
@@ -157,26 +189,46 @@ static inline void cx__switch_out(cx__tstate *st, cx_context *ctx, cx_context *p
 
 /* Leaves every context this thread entered with cx_context_enter above
  * `keep` (NULL: all), innermost first, dropping the enters' references:
- * for a run whose fn did not exit what it entered, and for thread end. */
+ * for thread end. */
 CX__HIDDEN void cx__exit_entered_above(cx__tstate *st, cx_context *keep);
+/* Leaves the contexts this thread entered with cx_context_enter while it
+ * ran in ctx and did not exit, innermost first, until ctx is current
+ * again; drops the enters' references. For the end of a run in ctx. */
+CX__HIDDEN void cx__exit_entered_into(cx__tstate *st, cx_context *ctx);
 
 /* The state of a run in progress, for the cleanup that leaves it on every
- * way out of fn (return, pthread_exit, cancellation, a C++ exception). */
+ * way out of fn (return, pthread_exit, cancellation, a C++ exception).
+ * What fn entered with cx_context_enter and did not exit needs no record
+ * of its own: a run's fn can exit only what it entered itself (the exit
+ * requires its context to be current, and the run's own context is never
+ * an entered one), and every inner run has restored the current context
+ * by the time this frame leaves. So, after fn, the current context is
+ * ctx exactly when fn left nothing entered; otherwise it is the
+ * innermost of what fn left, and those contexts are the top of the
+ * thread's enter stack down to ctx. Less state across the call of fn:
+ * fewer registers to save per run. */
 struct cx__run_frame {
     cx__tstate *st;
-    cx_context *ctx;       /* claimed by the run */
-    cx_context *prev;      /* current before the run (borrowed) */
-    cx_context *enter_top; /* st->enter_top before the run */
+    cx_context *ctx; /* claimed by the run; ctx->enter_prev is the context
+                        current before it (the run has the claimed
+                        context's fields to itself: one register less to
+                        save across fn) */
 };
+/* Makes ctx, claimed by the caller, st's current context for a run. */
+static inline struct cx__run_frame cx__run_enter(cx__tstate *st, cx_context *ctx)
+{
+    ctx->enter_prev = cx__switch_in(st, ctx);
+    return (struct cx__run_frame){.st = st, .ctx = ctx};
+}
 /* Runs on every way out of a run's frame: return, and the unwinding of
  * pthread_exit, cancellation and C++ exceptions (the library is built
  * with -fexceptions, so the cleanup attribute that names this is honoured
  * by all three). Contexts fn entered and did not exit are left first. */
 static inline __attribute__((always_inline)) void cx__run_frame_leave(struct cx__run_frame *fr)
 {
-    if (__builtin_expect(fr->st->enter_top != fr->enter_top, 0))
-        cx__exit_entered_above(fr->st, fr->enter_top);
-    cx__switch_out(fr->st, fr->ctx, fr->prev);
+    if (__builtin_expect(fr->st->cur != fr->ctx, 0))
+        cx__exit_entered_into(fr->st, fr->ctx);
+    cx__switch_out(fr->st, fr->ctx, fr->ctx->enter_prev);
 }
 /* cx_context_run for a context the caller has already claimed
  * (cx__try_enter); it is left when this returns, however fn ends. */

@@ -88,18 +88,23 @@
 
 #include "check.h"
 
-enum { K_BITMAP = 1, K_COLLISION = 2 };
+#if CX__POPCNT_CHECKED
+#include <cpuid.h>
 
-struct cx__node {
-    cx__ref ref;    /* first: cx__hamt_retain relies on it */
-    uint32_t bits;  /* bitmap node: present chunks; collision node: the hash */
-    uint32_t count; /* entries in use */
-    uint32_t cap;   /* entries allocated (count rounded up to even) */
-    uint32_t size;  /* key entries in this subtree */
-    uint32_t nmark; /* key entries in this subtree that ops->marked counts */
-    uint32_t kind;  /* K_* */
-    cx__entry e[];
-};
+unsigned char cx__have_popcnt;
+
+/* Once, at load: whether the CPU has popcnt (hamt.h, cx__popcount32).
+ * Until this runs the flag is 0 and lookups count bits in software, which
+ * gives the same result. */
+__attribute__((constructor)) static void detect_popcnt(void)
+{
+    unsigned a, b, c, d;
+    if (__get_cpuid(1, &a, &b, &c, &d) && (c & bit_POPCNT) != 0)
+        cx__have_popcnt = 1;
+}
+#endif
+
+enum { K_BITMAP = CX__HAMT_BITMAP, K_COLLISION = CX__HAMT_COLLISION };
 
 _Static_assert(sizeof(cx__node) == CX__NODE_BYTES(0), "node header size");
 _Static_assert(offsetof(cx__node, ref) == 0, "cx__hamt_retain casts a node to its count");
@@ -114,20 +119,7 @@ static inline uint32_t chunk(uint32_t hash, unsigned shift)
     return (hash >> shift) & 31u;
 }
 
-/* Bits set in x. Written out because the x86-64 baseline has no popcnt
- * instruction and __builtin_popcount then becomes a libgcc call. */
-static inline uint32_t popcount32(uint32_t x)
-{
-    x = x - ((x >> 1) & 0x55555555u);
-    x = (x & 0x33333333u) + ((x >> 2) & 0x33333333u);
-    x = (x + (x >> 4)) & 0x0f0f0f0fu;
-    return (x * 0x01010101u) >> 24;
-}
-
-static inline uint32_t slot_index(uint32_t bits, uint32_t bit)
-{
-    return popcount32(bits & (bit - 1));
-}
+static inline uint32_t slot_index(uint32_t bits, uint32_t bit) { return cx__hamt_slot(bits, bit); }
 
 static inline bool is_link(const cx__entry *e) { return e->key == NULL; }
 static inline cx__node *link_node(const cx__entry *e) { return (cx__node *)e->value; }
@@ -943,7 +935,7 @@ static const char *check_node(const cx__node *n, unsigned level, uint32_t prefix
         return "a node of unknown kind";
     if (level * 5 > MAX_SHIFT)
         return "a bitmap node below the last bitmap level";
-    if (popcount32(n->bits) != n->count)
+    if (cx__popcount32(n->bits) != n->count)
         return "bitmap popcount differs from the entry count";
     if (n->count == 0)
         return "an empty node";

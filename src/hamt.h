@@ -31,6 +31,57 @@ typedef struct cx__entry {
 
 typedef struct cx__node cx__node;
 
+/* A node. Laid out here only for the inline owner's replace below
+ * (cx__hamt_replace_owned); everything else is hamt.c's business. */
+enum { CX__HAMT_BITMAP = 1, CX__HAMT_COLLISION = 2 };
+struct cx__node {
+    cx__ref ref;    /* first: cx__hamt_retain relies on it */
+    uint32_t bits;  /* bitmap node: present chunks; collision node: the hash */
+    uint32_t count; /* entries in use */
+    uint32_t cap;   /* entries allocated (count rounded up to even) */
+    uint32_t size;  /* key entries in this subtree */
+    uint32_t nmark; /* key entries in this subtree that ops->marked counts */
+    uint32_t kind;  /* CX__HAMT_BITMAP or CX__HAMT_COLLISION */
+    cx__entry e[];
+};
+
+/* Bits set in x. The x86-64 baseline has no popcnt instruction (and
+ * __builtin_popcount then becomes a libgcc call), so unless the build
+ * targets it (__POPCNT__), x86 checks the CPU once at load (hamt.c) and
+ * issues the instruction when it is there: one predictable load and a
+ * branch instead of a dozen instructions of software count. */
+#if defined(__POPCNT__) || !(defined(__x86_64__) || defined(__i386__))
+#define CX__POPCNT_CHECKED 0
+#else
+#define CX__POPCNT_CHECKED 1
+extern CX__HIDDEN unsigned char cx__have_popcnt;
+#endif
+static inline uint32_t cx__popcount32(uint32_t x)
+{
+#if defined(__POPCNT__)
+    return (uint32_t)__builtin_popcount(x);
+#else
+#if CX__POPCNT_CHECKED
+    if (__builtin_expect(cx__have_popcnt != 0, 1)) {
+        uint32_t r;
+        __asm__("popcnt %1, %0" : "=r"(r) : "rm"(x) : "cc");
+        return r;
+    }
+#endif
+    x = x - ((x >> 1) & 0x55555555u);
+    x = (x & 0x33333333u) + ((x >> 2) & 0x33333333u);
+    x = (x + (x >> 4)) & 0x0f0f0f0fu;
+    return (x * 0x01010101u) >> 24;
+#endif
+}
+
+/* The index in a bitmap node's dense entry array of the chunk whose bit
+ * is `bit` (a power of two): the present chunks below it. */
+static inline uint32_t cx__hamt_slot(uint32_t bits, uint32_t bit)
+{
+    return cx__popcount32(bits & (bit - 1));
+}
+
 /* What the map asks of its user. An entry "reference" is whatever the user
  * counts for an entry (var.c: the variable's count and a value box's): the
  * map holds one for every entry in every node, and moves them in and out
@@ -122,6 +173,38 @@ CX__HIDDEN cx__hamt_set_result cx__hamt_set(cx__node **rootp, const cx__entry *e
 CX__HIDDEN cx__hamt_del_result cx__hamt_del(cx__node **rootp, const void *key, uint32_t hash,
                                           const cx__hamt_ops *ops, cx__entry *old,
                                           cx__hamt_garbage *g);
+
+/* The cheapest update of a context's owner, inline: when key already has
+ * an entry and every node on its path is held by the caller's reference
+ * alone (hamt.c, "Ownership"), replaces that entry in place, with the
+ * contract of cx__hamt_set returning CX__HAMT_REPLACED (*e's reference is
+ * handed over, *old receives the replaced entry with its reference) and
+ * returns true. Otherwise changes nothing and returns false: call
+ * cx__hamt_set. Nothing is allocated, nothing changes size, and no
+ * locked instruction runs. */
+static inline bool cx__hamt_replace_owned(cx__node *n, const cx__entry *e, uint32_t hash,
+                                          cx__entry *old)
+{
+    /* Bitmap levels have shifts 0..30; below the last one only collision
+     * nodes hang, which stop the walk. */
+    for (unsigned shift = 0; n != NULL; shift += 5) {
+        if (n->kind != CX__HAMT_BITMAP || !cx__ref_unique(&n->ref))
+            return false;
+        uint32_t bit = 1u << ((hash >> shift) & 31u);
+        if (!(n->bits & bit))
+            return false;
+        cx__entry *slot = &n->e[cx__hamt_slot(n->bits, bit)];
+        if (slot->key == e->key) {
+            *old = *slot; /* the node's reference moves to the caller */
+            *slot = *e;
+            return true;
+        }
+        if (slot->key != NULL)
+            return false; /* another key: the set would split */
+        n = (cx__node *)slot->value; /* a link */
+    }
+    return false;
+}
 
 /* Calls fn for every entry (borrowed); stops at the first non-zero return
  * and returns it. Allocation-free: an explicit stack of CX__HAMT_MAX_DEPTH

@@ -31,8 +31,8 @@ static void *trampoline(void *p)
     struct start s = *(struct start *)p;
     cx__free(p);
     cx__tstate *st = cx__tstate_install(s.st);
-    struct cx__run_frame fr __attribute__((cleanup(trampoline_leave), unused)) = {
-        .st = st, .ctx = s.ctx, .prev = cx__switch_in(st, s.ctx), .enter_top = NULL};
+    struct cx__run_frame fr __attribute__((cleanup(trampoline_leave), unused)) =
+        cx__run_enter(st, s.ctx);
     return s.fn(s.arg);
 }
 

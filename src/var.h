@@ -120,11 +120,17 @@ static inline bool cx__map_get(const cx__node *root, const cx_var *var, void **v
  * the box reference in `stored` is handed over. On CX__HAMT_REPLACED,
  * *old receives the stored word that was replaced, with its box reference
  * (now the caller's). Nodes to release later go to g. NOMEM changes
- * nothing. The caller holds the context's lock if it has one. */
-static inline cx__hamt_set_result cx__map_put(cx__node **rootp, cx_var *var, void *stored,
-                                              void **old, cx__garbage *g)
+ * nothing. The caller holds the context's lock if it has one. Always
+ * inline (token.c alone calls it): the in-place replace of an owned map,
+ * the common set and reset, then costs no call at all. */
+static inline __attribute__((always_inline)) cx__hamt_set_result
+cx__map_put(cx__node **rootp, cx_var *var, void *stored, void **old, cx__garbage *g)
 {
     cx__entry e = {var, stored}, prev;
+    if (cx__hamt_replace_owned(*rootp, &e, var->hash, &prev)) {
+        *old = prev.value; /* the entry's reference to var stays */
+        return CX__HAMT_REPLACED;
+    }
     cx__hamt_set_result r = cx__hamt_set(rootp, &e, var->hash, &cx__var_map_ops, &prev, g);
     /* A replaced entry's reference to var serves the new entry (same
      * key): only an added one takes a reference, after the fact, which is
