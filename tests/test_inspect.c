@@ -343,6 +343,8 @@ struct load {
     unsigned n;
     atomic_int done;
     atomic_uint ran, bad_job;
+    cx_event seen; /* posted by an inspector that found a busy worker */
+    atomic_int held_ok; /* the job that waited for it was released by it */
 };
 
 static void *load_job(void *arg)
@@ -355,6 +357,10 @@ static void *load_job(void *arg)
      * (some microseconds) that inspectors find jobs running. */
     for (uintptr_t k = 0; k < 64; k++)
         (void)cx_var_set(stage, TAG(id * 8 + (k & 7)), NULL);
+    /* One job stays running until an inspector has seen a busy worker, so
+     * that the check below does not depend on timing. */
+    if (id == l->n / 2 && cx_event_wait(&l->seen, 1))
+        atomic_store(&l->held_ok, 1);
     atomic_fetch_add(&l->ran, 1);
     return NULL;
 }
@@ -386,6 +392,7 @@ static int check_worker(const cx_worker_info *w, void *arg)
         c->bad++;
     if (w->ctx != NULL) {
         c->busy_seen++;
+        cx_event_post(&c->l->seen);
         void *id, *st;
         if (cx_context_get(w->ctx, req, &id) != 0 || (uintptr_t)id == 0 ||
             (uintptr_t)id > c->l->n)
@@ -421,6 +428,7 @@ static void inspection_under_load(void **state)
     cx_pool_opts o = {.threads = 3, .queue_size = 64};
     assert_int_equal(cx_pool_new(&p, &o), 0);
     struct load l = {.p = p, .n = n};
+    cx_event_init(&l.seen);
     struct check c1 = {.l = &l}, c2 = {.l = &l};
     pthread_t s, i1, i2;
     assert_int_equal(pthread_create(&i1, NULL, inspector, &c1), 0);
@@ -435,6 +443,8 @@ static void inspection_under_load(void **state)
     assert_int_equal(c1.bad, 0);
     assert_int_equal(c2.bad, 0);
     assert_true(c1.busy_seen + c2.busy_seen > 0); /* it did read running jobs */
+    assert_int_equal(atomic_load(&l.held_ok), 1);
+    cx_event_destroy(&l.seen);
     cx_pool_stats st;
     assert_int_equal(cx_pool_stats_get(p, &st), 0);
     assert_int_equal(st.submitted, n);
