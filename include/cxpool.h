@@ -46,7 +46,8 @@ typedef struct cx_pool_opts {
  * Waiting inside jobs: a wait (future, wait_any, group) in a job of pool P
  * on work of P still queued runs that work inline in the waiting worker,
  * in the work's own context, so waiting on jobs one submitted completes
- * on a pool of any size (not for submit_in jobs with a given context). A
+ * on a pool of any size (a submit_in job too, with the jobs ahead of it in
+ * its strand, while its context is not entered elsewhere). A
  * blocking cx_pool_submit from a job into its own full pool still waits
  * for a place: use cx_pool_try_submit there.
  *

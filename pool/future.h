@@ -48,8 +48,10 @@
  * future of the same pool still QUEUED claims it itself (the one
  * compare-and-swap leaving QUEUED) and runs it inline, in the job's own
  * context; the worker that later takes it off the queue loses the claim
- * and drops it, as it drops a cancelled one. Only jobs with a private
- * context (SNAPSHOT, EMPTY) are run so: a given context is the caller's.
+ * and drops it, as it drops a cancelled one. A submit_in job (a given
+ * context) goes through its strand instead (strand.c,
+ * cx__strand_run_inline): it, and the jobs ahead of it in its strand, run
+ * inline when its context is free.
  */
 #ifndef CX_POOL_FUTURE_H
 #define CX_POOL_FUTURE_H

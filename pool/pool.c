@@ -23,10 +23,11 @@
  *               (a caller bug: the pool leaks rather than deadlocks).
  *   Waiting     A job waiting on work of its own pool still queued runs
  *               it inline (future.h, "No self-deadlock"), so waits
- *               inside jobs cannot exhaust the workers; except on
- *               submit_in jobs with a given context (not run inline),
- *               and a job blocking in cx_pool_submit on its own full
- *               pool: use cx_pool_try_submit inside jobs.
+ *               inside jobs cannot exhaust the workers (submit_in jobs
+ *               too, with the jobs ahead of them in their strand, while
+ *               their context is free); except a job blocking in
+ *               cx_pool_submit on its own full pool: use
+ *               cx_pool_try_submit inside jobs.
  *   Signals     Workers start with every signal blocked: process-directed
  *               signals are delivered to the application's threads.
  *
@@ -76,7 +77,7 @@
  *     producer index; the worker's acquire load of that index, winning
  *     compare-and-swap of the consumer index, then CX__HAPPENS_AFTER(job).
  *   - the context: entered with cx_context_run's compare-and-swap
- *     (acquire, annotated on &ctx->entered) and left with a release store
+ *     (acquire, annotated on &ctx->entered) and left with an exchange
  *     (annotated likewise): the job's writes are visible to whoever enters
  *     or copies that context next.
  *   - worker -> waiter, the completion: future.c (release fence +
@@ -121,9 +122,11 @@
  *     gives its place back unused), so no worker sleeps through the end.
  *   - Shutdown joins the workers under a mutex held by nobody else; no
  *     lock is ever held while running a job or sleeping on an event
- *     count; a future's mutex is held only around its own condition
- *     variable. The only way to deadlock is the user's: waiting inside
- *     jobs (see "Waiting" above).
+ *     count; a future's mutex is held only around its list of
+ *     listeners, a strand's around its list, the ready list's around the
+ *     list. The only way to deadlock is the user's: blocking inside jobs
+ *     where nothing runs inline (see "Waiting" above), or shutting down a
+ *     pool while holding entered a context one of its jobs is parked on.
  *   - fork(): forkgen.h. A child never touches the parent's workers,
  *     event counts or mutexes.
  */
@@ -599,11 +602,12 @@ int cx_pool_new(cx_pool **out, const cx_pool_opts *opts)
 /* ---------------------------------------------------------------- submit */
 
 /* Queues fn(arg) to run in ctx (an owned reference, consumed: released on
- * failure). *fut (if fut) receives a new reference to the future. */
-/* kind GIVEN: ctx is a reference to the context the job runs in
- * (consumed). SNAPSHOT (a private copy of the caller's current context,
- * taken now) and EMPTY (a fresh empty context) live inside the job: one
- * allocation per job, and nobody else can reach them. */
+ * failure). *fut (if fut) receives a new reference to the future.
+ * kind GIVEN: ctx is a reference to the context the job runs in
+ * (consumed). SNAPSHOT (the caller's current context minus its
+ * CX_VAR_LOCAL variables, captured now) and EMPTY (a fresh empty context)
+ * live inside the job: one allocation per job. Only the job's runner
+ * writes them; cx_pool_inspect may read them, under their striped lock. */
 static int submit(cx_pool *p, enum cx__job_ctx kind, cx_context *ctx, void *(*fn)(void *),
                   void *arg, cx_future **fut, bool block)
 {

@@ -34,7 +34,9 @@
  * claims the context and the job under the strand's lock, so the worker
  * that later pops the job finds it claimed (RUNNING or DONE, never both
  * QUEUED and current again) and only drops it. A job that is not yet
- * current is left to the strand, and the waiter blocks as usual.
+ * current is reached by running the current one first, and so on, as long
+ * as each is queued, of the waiter's pool, and the context is free;
+ * otherwise the waiter blocks as usual.
  */
 #include "strand.h"
 #include "inspect.h"

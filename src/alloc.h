@@ -27,8 +27,10 @@ static inline void cx__free(void *p)
 /* Per-thread caches of fixed-size blocks (tokens) save a malloc+free pair
  * per operation. They are used only while malloc/free is the allocator
  * (a user's allocator, and the out-of-memory walk's, sees every allocation
- * and free as they happen) and no memory checker watches (valgrind, ASan,
- * TSan must see each block's own life). A cached block is freed with
+ * and free as they happen) and no checker watches: not under any valgrind
+ * tool (cx__under_valgrind), not in ASan or TSan builds, not when a TSan
+ * program loaded the library (cx__detector): each must see every block's
+ * own life. A cached block is freed with
  * cx__free when its thread's state ends. */
 #if defined(__SANITIZE_ADDRESS__) || defined(CX__TSAN)
 #define CX__CACHE_BUILT 0
@@ -49,7 +51,10 @@ CX__HIDDEN void cx__caches_drain_here(void);
 /* True while the allocator is malloc/free (cx_set_allocator keeps it). */
 extern CX__HIDDEN bool cx__allocator_is_default;
 #if CX__CACHE_BUILT
-static inline bool cx__caching(void) { return cx__allocator_is_default && cx__detector == 0; }
+static inline bool cx__caching(void)
+{
+    return cx__allocator_is_default && cx__detector == 0 && !cx__under_valgrind;
+}
 #else
 static inline bool cx__caching(void) { return false; }
 #endif

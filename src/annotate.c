@@ -8,6 +8,7 @@
 
 #ifndef CX__TSAN
 unsigned char cx__detector;
+bool cx__under_valgrind;
 
 /* Weak: resolved only when the program links the TSan runtime
  * (-fsanitize=thread); NULL otherwise. */
@@ -31,7 +32,8 @@ static bool race_tool(void)
 __attribute__((constructor)) static void detect(void)
 {
     unsigned char d = 0;
-    if (RUNNING_ON_VALGRIND != 0 && race_tool())
+    cx__under_valgrind = RUNNING_ON_VALGRIND != 0;
+    if (cx__under_valgrind && race_tool())
         d |= CX__DET_VALGRIND;
     if (__tsan_acquire != NULL && __tsan_release != NULL)
         d |= CX__DET_TSAN;

@@ -51,6 +51,7 @@ void __tsan_release(void *addr);
 /* A TSan build of the library itself always announces (see below). */
 enum { CX__DET_VALGRIND = 1, CX__DET_TSAN = 2 };
 #define cx__detector ((unsigned char)CX__DET_TSAN)
+#define cx__under_valgrind false
 #define CX__HAPPENS_BEFORE(addr) __tsan_release((void *)(addr))
 #define CX__HAPPENS_AFTER(addr) __tsan_acquire((void *)(addr))
 #define CX__CK_UNTRACKED(addr, size) ((void)(addr), (void)(size))
@@ -71,6 +72,10 @@ enum { CX__DET_VALGRIND = 1, CX__DET_TSAN = 2 };
  * call. It never changes after load, so the branch is predicted. */
 enum { CX__DET_VALGRIND = 1, CX__DET_TSAN = 2 };
 extern __attribute__((visibility("hidden"))) unsigned char cx__detector;
+/* True under any valgrind tool (memcheck and callgrind included): the
+ * per-thread block caches stay off there, so that memcheck sees every
+ * block's own life. Read once at load, like cx__detector. */
+extern __attribute__((visibility("hidden"))) bool cx__under_valgrind;
 /* Out of line: the announcements for whichever detectors are present. */
 __attribute__((visibility("hidden"))) void cx__announce_before(const void *addr);
 __attribute__((visibility("hidden"))) void cx__announce_after(const void *addr);

@@ -40,8 +40,9 @@
  * allocator's, a block allocated in one thread and freed in another.)
  *
  * Shared mode (CX_BIND_SHARED). The capture is a context holding the
- * captured map, and the one context every run enters. `busy` (under `mu`) says a run holds it; a caller that finds it
- * busy sleeps on `cv` (no spinning, never CX_EBUSY; like taking a mutex,
+ * captured map, and the one context every run enters. `busy` (under
+ * `mu`) says a run holds it; a caller that finds it busy sleeps on the
+ * event count `ec` (no spinning, never CX_EBUSY; like taking a mutex,
  * not a cancellation point), except the thread that holds it (a run of
  * the callback from inside its own fn): waiting for itself would never
  * end, so that call is CX_EBUSY, as cx_context_run is for a recursive

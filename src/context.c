@@ -192,11 +192,6 @@ cx_context *cx__context_embed(cx_context *ctx, cx__node *root)
     return context_init(ctx, root, true, true); /* private: no lock */
 }
 
-cx_context *cx__copy_context_into(cx_context *ctx)
-{
-    return cx__context_embed(ctx, current_root_ref());
-}
-
 cx_context *cx__context_embed_shared(cx_context *ctx, cx__node *root)
 {
     /* Its reader lock is the striped one of its address, as for every
@@ -268,16 +263,6 @@ int cx__capture_root(cx__node **out)
         return rc;
     }
     *out = root;
-    return 0;
-}
-
-int cx__capture_into(cx_context *storage)
-{
-    cx__node *root;
-    int rc = cx__capture_root(&root);
-    if (rc != 0)
-        return rc;
-    cx__context_embed(storage, root);
     return 0;
 }
 

@@ -249,8 +249,6 @@ CX__HIDDEN cx_context *cx__copy_context_private(void);
  * for an empty context): no allocation, cannot fail. Returns storage,
  * holding one reference. */
 CX__HIDDEN cx_context *cx__context_embed(cx_context *storage, cx__node *root);
-/* cx__context_embed of a snapshot of the current context. */
-CX__HIDDEN cx_context *cx__copy_context_into(cx_context *storage);
 /* As cx__context_embed, but the context is not private: other threads may
  * read it (cx_context_copy, cx_context_get) under its striped lock while
  * its runner sets variables in it, as a pool job's context is read by
@@ -274,9 +272,6 @@ CX__HIDDEN cx_context *cx__context_embed_shared(cx_context *storage, cx__node *r
 /* A new map reference in *out (NULL: empty) for the current context minus
  * its local variables. 0 or CX_ENOMEM (*out untouched). */
 CX__HIDDEN int cx__capture_root(cx__node **out);
-/* cx__context_embed (private, no lock) of a capture: for cx_bind. 0, or
- * CX_ENOMEM with nothing held and storage untouched. */
-CX__HIDDEN int cx__capture_into(cx_context *storage);
 /* A private context (new reference) holding a capture: for
  * cx_thread_create and cx_group_go. NULL on ENOMEM. */
 CX__HIDDEN cx_context *cx__capture_private(void);
