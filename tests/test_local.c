@@ -145,6 +145,27 @@ static void thread_create_leaves_local_out(void **state)
     unbind_both(&b);
 }
 
+/* cx_bind leaves local variables out, in both modes; a run in this very
+ * thread still does not see them (the capture is what was taken). */
+static void bind_leaves_local_out(void **state)
+{
+    (void)state;
+    struct bound b;
+    bind_both(&b, TAG(1), TAG(2));
+    for (unsigned flags = 0; flags <= CX_BIND_SHARED; flags += CX_BIND_SHARED) {
+        seen s;
+        cx_callback *cb = NULL;
+        assert_int_equal(cx_bind(&cb, look, &s, flags), 0);
+        assert_int_equal(cx_callback_run(cb, NULL), 0);
+        assert_int_equal(s.loc_rc, CX_ELOOKUP);
+        assert_int_equal(s.plain_rc, 0);
+        assert_ptr_equal(s.plain_v, TAG(2));
+        assert_int_equal(s.len, 1);
+        cx_callback_release(cb);
+    }
+    unbind_both(&b);
+}
+
 static void thread_create_in_carries_local(void **state)
 {
     (void)state;
@@ -560,6 +581,7 @@ int main(void)
         cmocka_unit_test_teardown(copies_carry_local_variables, base_context_is_empty),
         cmocka_unit_test_teardown(thread_create_leaves_local_out, base_context_is_empty),
         cmocka_unit_test_teardown(thread_create_in_carries_local, base_context_is_empty),
+        cmocka_unit_test_teardown(bind_leaves_local_out, base_context_is_empty),
         cmocka_unit_test_teardown(pool_captures_leave_local_out, base_context_is_empty),
         cmocka_unit_test_teardown(job_local_set_stays_in_job, base_context_is_empty),
         cmocka_unit_test_teardown(group_go_leaves_local_out, base_context_is_empty),
