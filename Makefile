@@ -274,10 +274,13 @@ help:
 	  'make check-install  staged install; build with pkg-config and CMake; man; uninstall' \
 	  'make check-symbols  the library exports exactly the symbols of $(SYMBOL_MAP)' \
 	  'make check-man      every public function has a man page; pages render cleanly' \
+	  'make check-cxx      the C++ tests (cxvars.hpp), with g++ and clang++' \
+	  'make check-robust   user-style programs: thread ends, handoffs under helgrind/DRD, TSan user, exit' \
 	  'make examples       build the example programs' \
-	  'make demo           deps, then build and run the echo server example' \
+	  'make demo           deps, then run the echo server, deadline and pool-inspection demos' \
 	  'make bench          deps, then run the benchmarks' \
 	  'make bench-plot     draw the benchmark curves into $(B)/bench.png' \
+	  'make bench-icount   instructions per operation through callgrind (set+reset, copy, run, get)' \
 	  'make fuzz           fuzz for FUZZ_LONG_SECONDS' \
 	  'make soak           the stress program at CX_TEST_SCALE=SOAK_SCALE' \
 	  'make install        install under $$DESTDIR$(PREFIX) (PREFIX=..., DESTDIR=...)' \
