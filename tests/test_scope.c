@@ -44,6 +44,31 @@ static void scope_bad_arguments_are_einval(void **state)
     cx_scope_release(s);
 }
 
+/* Scopes bound but none with a deadline: cx_deadline says CX_ELOOKUP; a
+ * second cancel is harmless (0) and changes nothing. */
+static void deadline_of_a_chain_without_one_and_cancel_twice(void **state)
+{
+    (void)state;
+    cx_scope *outer = new_scope(NULL);
+    struct timespec d;
+    CX_WITH_SCOPE(outer) {
+        cx_scope *inner = new_scope(NULL);
+        CX_WITH_SCOPE(inner) {
+            assert_int_equal(cx_deadline(&d), CX_ELOOKUP);
+            assert_int_equal(cx_check(), 0);
+            assert_int_equal(cx_scope_cancel(outer), 0);
+            assert_int_equal(cx_check(), CX_ECANCELED);
+            assert_int_equal(cx_scope_cancel(outer), 0);
+            assert_int_equal(cx_scope_cancel(inner), 0);
+            assert_int_equal(cx_check(), CX_ECANCELED);
+            assert_true(cx_cancelled());
+        }
+        cx_scope_release(inner);
+    }
+    cx_scope_release(outer);
+    assert_int_equal(cx_check(), 0);
+}
+
 static void no_scope_costs_nothing_and_says_nothing(void **state)
 {
     (void)state;
@@ -772,6 +797,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(scope_bad_arguments_are_einval, base_context_is_empty),
         cmocka_unit_test_teardown(no_scope_costs_nothing_and_says_nothing, base_context_is_empty),
+        cmocka_unit_test_teardown(deadline_of_a_chain_without_one_and_cancel_twice, base_context_is_empty),
         cmocka_unit_test_teardown(with_scope_makes_it_current_and_cancel_is_seen,
                                   base_context_is_empty),
         cmocka_unit_test_teardown(cancel_reaches_every_descendant_and_no_ancestor,

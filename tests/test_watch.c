@@ -470,6 +470,29 @@ static void failed_set_fires_nothing(void **state)
     cx_token_release(t0);
 }
 
+/* cx_watch_add out of memory: CX_ENOMEM, *out untouched, nothing
+ * registered (a switch afterwards is heard by nobody). */
+static void add_out_of_memory_registers_nothing(void **state)
+{
+    (void)state;
+    log_reset();
+    cx_watcher *w = TAG(0x5eed);
+    cx_allocator a = {fail_malloc, free};
+    assert_int_equal(cx_set_allocator(&a), 0);
+    atomic_store(&fail_all, 1);
+    int rc = cx_watch_add(&w, logger, NULL);
+    atomic_store(&fail_all, 0);
+    assert_int_equal(cx_set_allocator(NULL), 0);
+    assert_int_equal(rc, CX_ENOMEM);
+    assert_ptr_equal(w, TAG(0x5eed));
+    cx_context *c = cx_context_new();
+    assert_non_null(c);
+    assert_int_equal(cx_context_enter(c), 0);
+    assert_int_equal(cx_context_exit(c), 0);
+    cx_context_release(c);
+    assert_int_equal(log_count(), 0);
+}
+
 /* ============================================================ recursion */
 
 static atomic_int rec_calls;
@@ -666,6 +689,7 @@ int main(void)
         cmocka_unit_test_teardown(set_and_reset_events, base_context_is_empty),
         cmocka_unit_test_teardown(reset_of_removed_variable, base_context_is_empty),
         cmocka_unit_test_teardown(failed_set_fires_nothing, base_context_is_empty),
+        cmocka_unit_test_teardown(add_out_of_memory_registers_nothing, base_context_is_empty),
         cmocka_unit_test_teardown(no_recursion, base_context_is_empty),
         cmocka_unit_test_teardown(removed_watcher_hears_nothing, base_context_is_empty),
         cmocka_unit_test_teardown(remove_inside_callback, base_context_is_empty),
