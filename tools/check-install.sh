@@ -15,6 +15,9 @@
 #     (CMAKE_PREFIX_PATH), builds against cxvars::cxvars, shared and with
 #     CXVARS_USE_STATIC_LIBS=ON, and runs (its cx_version() must be the
 #     package's version);
+#   - the user-style programs of tests/robust (exit-time destructor,
+#     handoff under helgrind/DRD, a -fsanitize=thread program) build and
+#     pass against the installed shared library;
 #   - man: `man cx_pool_submit` (a link to its group's page) and the
 #     overview pages are found through MANPATH;
 # and finally uninstalls and checks that no file is left behind.
@@ -122,6 +125,37 @@ if command -v cmake > /dev/null 2>&1; then
     done
 else
     echo "== cmake not installed (make deps): CMake package not tested"
+fi
+
+# ------------------------------------------------------ user-style programs
+# The robustness programs (tests/robust), built as a user builds them:
+# public headers and the installed shared library only, through
+# pkg-config. main_exit checks the shared library's exit-time destructor;
+# handoff runs under helgrind and DRD with no suppression file; tsan_user
+# is compiled with -fsanitize=thread against the uninstrumented installed
+# library (the library finds the TSan runtime in the program at load).
+ucflags="-std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Itests $shared_flags -Wl,-rpath,$pre/lib -lpthread"
+for u in main_exit handoff; do
+    $CC tests/robust/$u.c -o "$T/$u" $ucflags || fail "tests/robust/$u.c does not build against the install"
+done
+echo "== main_exit against the installed libcxvars.so"
+"$T/main_exit" > "$T/main_exit.out" 2>&1 || { cat "$T/main_exit.out"; fail "main_exit failed"; }
+tail -n 1 "$T/main_exit.out" | sed 's/^/   /'
+if command -v valgrind > /dev/null 2>&1; then
+    for tool in helgrind drd; do
+        echo "== handoff against the installed libcxvars.so under $tool (no suppressions)"
+        CX_TEST_SCALE=5 valgrind --tool=$tool --error-exitcode=99 --quiet --fair-sched=yes \
+            "$T/handoff" > "$T/handoff.$tool" 2>&1 || { cat "$T/handoff.$tool"; fail "handoff under $tool"; }
+        tail -n 1 "$T/handoff.$tool" | sed 's/^/   /'
+    done
+fi
+if command -v clang > /dev/null 2>&1; then
+    echo "== tsan_user: clang -fsanitize=thread against the installed libcxvars.so"
+    clang -fsanitize=thread -g tests/robust/tsan_user.c -o "$T/tsan_user" $ucflags ||
+        fail "tests/robust/tsan_user.c does not build against the install"
+    TSAN_OPTIONS=halt_on_error=1 CX_TEST_SCALE=50 "$T/tsan_user" > "$T/tsan_user.out" 2>&1 ||
+        { cat "$T/tsan_user.out"; fail "tsan_user reported races against the installed library"; }
+    tail -n 1 "$T/tsan_user.out" | sed 's/^/   /'
 fi
 
 # -------------------------------------------------------------------- man
