@@ -197,8 +197,10 @@ static inline void *cx__var_get_or_fast(const cx_var *var, void *fallback)
     const struct cx__fast *f = cx__fast_tls;
     if (__builtin_expect(f != NULL, 1)) {
         const struct cx__cache_entry *e = &f->cache[cx__slot(var)];
-        if (__builtin_expect(e->key == (uintptr_t)var && e->gen == f->gen, 1))
-            return e->value;
+        /* A cached binding, or a cached "no binding" (bit 0): the
+         * fallback takes the default's place, so both answer here. */
+        if (__builtin_expect((e->key & ~(uintptr_t)1) == (uintptr_t)var && e->gen == f->gen, 1))
+            return (e->key & 1) ? fallback : e->value;
     }
     return (cx_var_get_or)(var, fallback);
 }

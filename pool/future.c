@@ -241,11 +241,6 @@ void cx__future_unref(cx_future *f)
 
 /* ------------------------------------------------------------ public API */
 
-static bool valid_deadline(const struct timespec *d)
-{
-    return d == NULL || (d->tv_sec >= 0 && d->tv_nsec >= 0 && d->tv_nsec < 1000000000L);
-}
-
 /* A scope cancel's wake-up of a thread sleeping in wait_slow (called
  * under the scope's lock: it only bumps; the sleeper holds a reference to
  * f and deregisters before it returns). */
@@ -310,7 +305,7 @@ static void wait_complete(cx_future *f)
  * from another thread). */
 int cx_future_wait(cx_future *f, const struct timespec *deadline)
 {
-    if (f == NULL || !valid_deadline(deadline))
+    if (f == NULL || !cx__deadline_ok(deadline))
         return CX_EINVAL;
     if (complete(f))
         return 0;
@@ -575,7 +570,7 @@ static int wait_any_slow(cx_future *const *fs, size_t n, const struct timespec *
 int cx_future_wait_any(cx_future *const *fs, size_t n, const struct timespec *deadline,
                        size_t *index)
 {
-    if (fs == NULL || n == 0 || index == NULL || !valid_deadline(deadline))
+    if (fs == NULL || n == 0 || index == NULL || !cx__deadline_ok(deadline))
         return CX_EINVAL;
     for (size_t i = 0; i < n; i++)
         if (fs[i] == NULL)

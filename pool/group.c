@@ -295,7 +295,7 @@ int cx_group_go(cx_group *g, int (*fn)(void *), void *arg)
  * worker of the group's pool, the group's queued jobs run inline. */
 int cx_group_wait(cx_group *g, const struct timespec *deadline)
 {
-    if (g == NULL || (deadline != NULL && (!cx__timespec_ok(deadline) || deadline->tv_sec < 0)))
+    if (g == NULL || !cx__deadline_ok(deadline))
         return CX_EINVAL;
     bool worker = cx__pool_self() == g->pool;
     struct cx__scope_waiter sw;
@@ -319,8 +319,7 @@ int cx_group_wait(cx_group *g, const struct timespec *deadline)
         cx_future *f = worker ? queued_job(g) : NULL;
         if (f != NULL) {
             pthread_mutex_unlock(&g->mu);
-            if (cx__future_claim(f))
-                cx__future_run_claimed(f);
+            (void)cx__future_run_inline(f); /* false: taken meanwhile */
             cx__future_unref(f);
             pthread_mutex_lock(&g->mu);
             continue;

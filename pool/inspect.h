@@ -122,11 +122,5 @@ CX__HIDDEN void cx__pool_job_end(struct cx__job_mark *m);
  * own counter (no shared write), or in p's shared one from any other
  * thread. Call it before the job's future completes. */
 CX__HIDDEN void cx__pool_count(cx_pool *p, enum cx__pool_stat what);
-/* For the deadline path (SPEC 5.3): a job skipped because its scope's
- * deadline had passed. */
-static inline void cx__pool_count_timed_out(cx_pool *p)
-{
-    cx__pool_count(p, CX__STAT_TIMED_OUT);
-}
 
 #endif

@@ -623,7 +623,7 @@ static int submit(cx_pool *p, enum cx__job_ctx kind, cx_context *ctx, void *(*fn
         cx_context_release(ctx);
         return CX_ENOMEM;
     }
-    f->pool = p;
+    f->pool = p; /* also lets a waiting worker of p run it inline */
     if (strand != NULL) {
         f->strand_ctx = cx_context_retain(ctx);
         f->strand = cx__strand_retain(strand);
@@ -647,7 +647,6 @@ static int submit(cx_pool *p, enum cx__job_ctx kind, cx_context *ctx, void *(*fn
         rc = CX_ESHUTDOWN;
         goto fail;
     }
-    f->pool = p; /* lets a waiting worker of p run it inline */
     /* Counted before the push: nobody sees it complete uncounted. */
     ck_pr_inc_64(&p->submitted);
     if (fut != NULL)
@@ -658,13 +657,8 @@ static int submit(cx_pool *p, enum cx__job_ctx kind, cx_context *ctx, void *(*fn
         cx__pool_push(p, f);
     return 0;
 fail:
-    /* Nobody else ever saw f: undo it whole (it owns its context). */
-    ctx = f->ctx;
-    f->ctx = NULL;
-    cx_context_release(ctx);
-    ctx = f->strand_ctx;
-    f->strand_ctx = NULL;
-    cx_context_release(ctx);
+    /* Nobody else ever saw f: its last reference undoes it whole (its
+     * context, strand references and scope; cx__future_unref). */
     if (fut != NULL)
         cx__future_unref(f);
     cx__future_unref(f);

@@ -3,7 +3,6 @@
 
 #include "annotate.h"
 #include "queue.h"
-#include "annotate.h"
 
 int cx__queue_init(struct cx__queue *q, unsigned int cap)
 {

@@ -44,11 +44,10 @@
 
 struct cx__strand {
     cx__ref ref;           /* the context's and each strand job's */
-    pthread_mutex_t mu;    /* guards head, tail, active, current */
+    pthread_mutex_t mu;    /* guards head, tail, current */
     cx_future *head, *tail; /* waiting behind the active job, in order */
-    bool active;           /* a job of this strand is queued, parked or
-                              running */
-    cx_future *current;    /* that job (borrowed), NULL when idle */
+    cx_future *current;    /* the active job (borrowed: queued, parked or
+                              running), NULL when the strand is idle */
     cx_future *parked;     /* the active job while parked on the context:
                               written by the parking worker before its
                               compare-and-swap, taken by the leaver after
@@ -73,7 +72,6 @@ struct cx__strand *cx__strand_of(cx_context *ctx)
     }
     cx__ref_init(&s->ref); /* the context's */
     s->head = s->tail = NULL;
-    s->active = false;
     s->current = NULL;
     s->parked = NULL;
     /* Publish the initialised strand; two first submits race: one wins. */
@@ -91,7 +89,7 @@ struct cx__strand *cx__strand_of(cx_context *ctx)
 
 bool cx__strand_idle(const struct cx__strand *s)
 {
-    return !s->active && s->head == NULL && s->parked == NULL;
+    return s->current == NULL && s->head == NULL && s->parked == NULL;
 }
 
 void cx__strand_free(struct cx__strand *s)
@@ -112,9 +110,8 @@ void cx__strand_enqueue(struct cx__strand *s, cx_future *f)
 {
     f->next = NULL;
     pthread_mutex_lock(&s->mu);
-    bool first = !s->active;
+    bool first = s->current == NULL;
     if (first) {
-        s->active = true;
         s->current = f;
     } else {
         if (s->tail != NULL)
@@ -138,10 +135,8 @@ static void hand_on(struct cx__strand *s)
         s->head = next->next;
         if (s->head == NULL)
             s->tail = NULL;
-    } else {
-        s->active = false;
     }
-    s->current = next;
+    s->current = next; /* NULL: the strand is idle */
     pthread_mutex_unlock(&s->mu);
     if (next != NULL)
         cx__pool_push(next->pool, next);
@@ -150,26 +145,25 @@ static void hand_on(struct cx__strand *s)
 /* Claims ctx for f, or parks f on it. True: claimed (entered). */
 static bool enter_or_park(struct cx__strand *s, cx_context *ctx, cx_future *f)
 {
-    /* Counted before the compare-and-swap can make it visible, so that a
-     * draining pool never sees "nothing parked" while f is. */
-    cx__pool_parked(f->pool, 1);
-    s->parked = f;
     for (;;) {
         unsigned int e = ck_pr_load_uint(&ctx->entered);
         if (e == 0) {
-            if (cx__try_enter(ctx)) {
-                s->parked = NULL;
-                cx__pool_parked(f->pool, -1);
-                return true;
-            }
+            if (cx__try_enter(ctx))
+                return true; /* the common case: no counter touched */
             continue;
         }
-        /* Entered elsewhere: park. The leaver reads `parked` after its
-         * exchange sees the flag. */
+        /* Entered elsewhere: park. Counted, and `parked` written, before
+         * the compare-and-swap can make the job visible to a leaver (which
+         * reads `parked` after its exchange sees the flag), so a draining
+         * pool never sees "nothing parked" while f is. */
+        cx__pool_parked(f->pool, 1);
+        s->parked = f;
         CX__HAPPENS_BEFORE(&s->parked);
         ck_pr_fence_release();
         if (ck_pr_cas_uint(&ctx->entered, e, e | CX__CTX_PARKED))
             return false;
+        s->parked = NULL; /* the word changed: look again */
+        cx__pool_parked(f->pool, -1);
     }
 }
 

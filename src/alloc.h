@@ -27,8 +27,8 @@ static inline void cx__free(void *p)
 /* Per-thread caches of fixed-size blocks (tokens) save a malloc+free pair
  * per operation. They are used only while malloc/free is the allocator
  * (a user's allocator, and the out-of-memory walk's, sees every allocation
- * and free as they happen) and no checker watches: not under any valgrind
- * tool (cx__under_valgrind), not in ASan or TSan builds, not when a TSan
+ * and free as they happen) and no checker watches: not under valgrind's
+ * memcheck, helgrind or DRD (cx__under_valgrind), not in ASan or TSan builds, not when a TSan
  * program loaded the library (cx__detector): each must see every block's
  * own life. A cached block is freed with
  * cx__free when its thread's state ends. */
@@ -50,6 +50,42 @@ static inline void cx__free(void *p)
 CX__HIDDEN void cx__caches_drain_here(void);
 /* True while the allocator is malloc/free (cx_set_allocator keeps it). */
 extern CX__HIDDEN bool cx__allocator_is_default;
+/* A per-thread cache of fixed-size blocks, linked through their first
+ * word. Pop gives NULL when empty or when caching is off; push returns
+ * false (the caller frees) when full or off. */
+typedef struct cx__freelist {
+    void *head;
+    unsigned n;
+} cx__freelist;
+static inline bool cx__caching(void);
+static inline void *cx__fl_pop(cx__freelist *fl)
+{
+    if (fl->n == 0 || !cx__caching())
+        return NULL;
+    void *b = fl->head;
+    fl->head = *(void **)b;
+    fl->n--;
+    return b;
+}
+static inline bool cx__fl_push(cx__freelist *fl, void *b, unsigned max)
+{
+    if (fl->n >= max || !cx__caching())
+        return false;
+    *(void **)b = fl->head;
+    fl->head = b;
+    fl->n++;
+    return true;
+}
+/* Frees every cached block (with the installed allocator). */
+static inline void cx__fl_drain(cx__freelist *fl)
+{
+    while (fl->n != 0) {
+        void *b = fl->head;
+        fl->head = *(void **)b;
+        fl->n--;
+        cx__free(b);
+    }
+}
 #if CX__CACHE_BUILT
 static inline bool cx__caching(void)
 {

@@ -15,25 +15,36 @@ bool cx__under_valgrind;
 extern void __tsan_acquire(void *addr) __attribute__((weak));
 extern void __tsan_release(void *addr) __attribute__((weak));
 
-/* Under valgrind: is the tool one that checks races (helgrind, DRD)?
+/* Under valgrind: is the tool one of `names` (read from the preload of
+ * its library, named for the tool)?
  * Valgrind preloads its tool's library into the client, named for the
- * tool; memcheck and callgrind need no announcements (and callgrind's
- * instruction counts should be the native path's). If the preload cannot
- * be read, announce: too much is harmless. */
-static bool race_tool(void)
+ * tool. Only helgrind and DRD need announcements, and callgrind's
+ * instruction counts should be the native path's. If the preload cannot
+ * be read, assume the tool is one of them: announcing too much, or
+ * caching too little, is harmless. */
+static bool tool_is(const char *pre, const char *const *names)
 {
-    const char *pre = getenv("LD_PRELOAD");
     if (pre == NULL || strstr(pre, "vgpreload_") == NULL)
         return true;
-    return strstr(pre, "vgpreload_helgrind") != NULL || strstr(pre, "vgpreload_drd") != NULL;
+    for (; *names != NULL; names++)
+        if (strstr(pre, *names) != NULL)
+            return true;
+    return false;
 }
 
 /* Runs when the library is loaded, before any cx_* call can be made. */
 __attribute__((constructor)) static void detect(void)
 {
+    static const char *const race[] = {"vgpreload_helgrind", "vgpreload_drd", NULL};
+    static const char *const checkers[] = {"vgpreload_memcheck", "vgpreload_helgrind",
+                                           "vgpreload_drd", NULL};
     unsigned char d = 0;
-    cx__under_valgrind = RUNNING_ON_VALGRIND != 0;
-    if (cx__under_valgrind && race_tool())
+    const char *pre = getenv("LD_PRELOAD");
+    bool vg = RUNNING_ON_VALGRIND != 0;
+    /* Checkers (memcheck, helgrind, DRD) see every block's own life: the
+     * block caches stay off; callgrind counts the native path. */
+    cx__under_valgrind = vg && tool_is(pre, checkers);
+    if (vg && tool_is(pre, race))
         d |= CX__DET_VALGRIND;
     if (__tsan_acquire != NULL && __tsan_release != NULL)
         d |= CX__DET_TSAN;

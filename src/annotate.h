@@ -72,9 +72,10 @@ enum { CX__DET_VALGRIND = 1, CX__DET_TSAN = 2 };
  * call. It never changes after load, so the branch is predicted. */
 enum { CX__DET_VALGRIND = 1, CX__DET_TSAN = 2 };
 extern __attribute__((visibility("hidden"))) unsigned char cx__detector;
-/* True under any valgrind tool (memcheck and callgrind included): the
- * per-thread block caches stay off there, so that memcheck sees every
- * block's own life. Read once at load, like cx__detector. */
+/* True under valgrind's checkers (memcheck, helgrind, DRD; not callgrind,
+ * which should count the native path): the per-thread block caches stay
+ * off there, so that memcheck sees every block's own life. Read once at
+ * load, like cx__detector. */
 extern __attribute__((visibility("hidden"))) bool cx__under_valgrind;
 /* Out of line: the announcements for whichever detectors are present. */
 __attribute__((visibility("hidden"))) void cx__announce_before(const void *addr);

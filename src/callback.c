@@ -93,12 +93,6 @@ struct cx_callback {
 #define DEFAULT_SIZE (offsetof(struct cx_callback, u) + sizeof(cx_context))
 #define SHARED_SIZE (offsetof(struct cx_callback, u) + sizeof(struct serial))
 
-/* The capture itself: *root receives a reference to the current
- * context's map minus its CX_VAR_LOCAL variables (NULL: empty): O(1) when
- * none is bound, else in proportion to those bound (context.h,
- * cx__capture_root). 0, or CX_ENOMEM with nothing held. */
-static int capture_into(cx__node **root) { return cx__capture_root(root); }
-
 int cx_bind(cx_callback **out, void *(*fn)(void *), void *arg, unsigned flags)
 {
     if (out == NULL || fn == NULL || (flags & ~CX_BIND_SHARED) != 0)
@@ -119,9 +113,10 @@ int cx_bind(cx_callback **out, void *(*fn)(void *), void *arg, unsigned flags)
         cb->u.sh.busy = false;
         cb->u.sh.waiters = 0;
     }
-    /* Last, once nothing else can fail. */
+    /* Last, once nothing else can fail: the current context's map minus
+     * its CX_VAR_LOCAL variables (context.h; O(1) when none is bound). */
     cx__node *root;
-    int rc = capture_into(&root);
+    int rc = cx__capture_root(&root);
     if (rc != 0) {
         if (shared) {
             CX__CK_TRACKED(&cb->u.sh.ec, sizeof(cb->u.sh.ec));
@@ -306,14 +301,21 @@ static int run_shared(cx_callback *cb, void **result, cx_callback *own)
 
 /* ---------------------------------------------------------------- running */
 
+/* One run of cb, either mode; own: as run_copy (the reference a one-shot
+ * invoke hands over, released when the run ends, or NULL). */
+static int run(cx_callback *cb, void **result, cx_callback *own)
+{
+    CX__HAPPENS_AFTER(&cb->fn); /* bind -> run, see cx_bind */
+    if (cb->flags & CX_BIND_SHARED)
+        return run_shared(cb, result, own);
+    return run_copy(cb, result, own);
+}
+
 int cx_callback_run(cx_callback *cb, void **result)
 {
     if (cb == NULL)
         return CX_EINVAL;
-    CX__HAPPENS_AFTER(&cb->fn); /* bind -> run, see cx_bind */
-    if (cb->flags & CX_BIND_SHARED)
-        return run_shared(cb, result, NULL);
-    return run_copy(cb, result, NULL);
+    return run(cb, result, NULL);
 }
 
 void cx_callback_invoke(void *p)
@@ -324,9 +326,5 @@ void cx_callback_invoke(void *p)
     /* The run releases the reference handed over with cb when it ends, on
      * every way out (also when it could not run: out of memory for this
      * thread's state, or a shared callback invoked from its own run). */
-    CX__HAPPENS_AFTER(&cb->fn); /* bind -> run, see cx_bind */
-    if (cb->flags & CX_BIND_SHARED)
-        (void)run_shared(cb, NULL, cb);
-    else
-        (void)run_copy(cb, NULL, cb);
+    (void)run(cb, NULL, cb);
 }

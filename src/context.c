@@ -232,7 +232,10 @@ static int strip_one(const cx__entry *e, void *arg)
     return 0;
 }
 
-int cx__map_strip_local(cx__node **rootp)
+/* root (a reference, consumed) minus its local bindings: *rootp receives
+ * the result (a new reference). 0 or CX_ENOMEM (then *rootp is still the
+ * caller's reference, unchanged). */
+static int map_strip_local(cx__node **rootp)
 {
     cx__node *root = *rootp;
     if (__builtin_expect(cx__map_nlocal(root) == 0, 1))
@@ -257,7 +260,7 @@ int cx__map_strip_local(cx__node **rootp)
 int cx__capture_root(cx__node **out)
 {
     cx__node *root = current_root_ref();
-    int rc = cx__map_strip_local(&root);
+    int rc = map_strip_local(&root);
     if (rc != 0) {
         cx__map_release(root);
         return rc;
@@ -296,9 +299,9 @@ static void exit_top(cx__tstate *st)
     cx_context_release(ctx);
 }
 
-void cx__exit_entered_above(cx__tstate *st, cx_context *keep)
+void cx__exit_all_entered(cx__tstate *st)
 {
-    while (st->enter_top != keep)
+    while (st->enter_top != NULL)
         exit_top(st);
 }
 
@@ -321,10 +324,8 @@ static __attribute__((noinline)) int run_general(cx_context *ctx, void *(*fn)(vo
     if (!cx__try_enter(ctx))
         return CX_EBUSY;
     /* No reference is taken: if fn drops the last one, the context is
-     * flagged ZOMBIE and torn down when this frame leaves it. */
-    struct cx__run_frame fr __attribute__((cleanup(cx__run_frame_leave), unused)) =
-        cx__run_enter(st, ctx);
-    void *r = fn(arg);
+     * flagged ZOMBIE and torn down when the run leaves it. */
+    void *r = cx__run_claimed(st, ctx, fn, arg);
     if (result != NULL)
         *result = r;
     return 0;

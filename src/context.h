@@ -182,15 +182,13 @@ static inline void cx__switch_out(cx__tstate *st, cx_context *ctx, cx_context *p
 {
     if (cx__watching())
         cx__watch_switch(CX_WATCH_EXIT, ctx);
-    st->cur = prev;
-    st->fast.gen++;
+    (void)cx__switch_in_quiet(st, prev); /* prev current again, cache stale */
     cx__leave(ctx);
 }
 
-/* Leaves every context this thread entered with cx_context_enter above
- * `keep` (NULL: all), innermost first, dropping the enters' references:
- * for thread end. */
-CX__HIDDEN void cx__exit_entered_above(cx__tstate *st, cx_context *keep);
+/* Leaves every context this thread entered with cx_context_enter,
+ * innermost first, dropping the enters' references: for thread end. */
+CX__HIDDEN void cx__exit_all_entered(cx__tstate *st);
 /* Leaves the contexts this thread entered with cx_context_enter while it
  * ran in ctx and did not exit, innermost first, until ctx is current
  * again; drops the enters' references. For the end of a run in ctx. */
@@ -275,9 +273,5 @@ CX__HIDDEN int cx__capture_root(cx__node **out);
 /* A private context (new reference) holding a capture: for
  * cx_thread_create and cx_group_go. NULL on ENOMEM. */
 CX__HIDDEN cx_context *cx__capture_private(void);
-/* root (a reference, consumed) minus its local bindings: *rootp receives
- * the result (a new reference). 0 or CX_ENOMEM (then *rootp is still the
- * caller's reference, unchanged). */
-CX__HIDDEN int cx__map_strip_local(cx__node **rootp);
 
 #endif

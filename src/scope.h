@@ -78,17 +78,9 @@ static inline cx_scope *cx__scope_current(void)
 {
     if (__builtin_expect(ck_pr_load_uint(&cx__scopes_used) == 0, 1))
         return NULL;
-    /* The lookup cache answers both ways inline: a binding, and "no
-     * binding" (key with bit 0 set; cxvars.h's inline get leaves that case
-     * to a call, and "no scope" is the common case here). */
-    const cx_var *var = &cx__scope_var_obj.v;
-    const struct cx__fast *f = cx__fast_tls;
-    if (f != NULL) {
-        const struct cx__cache_entry *e = &f->cache[cx__slot(var)];
-        if (e->gen == f->gen && (e->key & ~(uintptr_t)1) == (uintptr_t)var)
-            return (e->key & 1) ? NULL : e->value;
-    }
-    return (cx_var_get_or)(var, NULL);
+    /* cxvars.h's inline get_or answers from the lookup cache both ways
+     * (a binding, and "no binding": the common "no scope" case). */
+    return cx_var_get_or(&cx__scope_var_obj.v, NULL);
 }
 
 /* The scope bound in ctx (a new reference), or NULL. Safe while another
@@ -128,6 +120,13 @@ CX__HIDDEN void cx__scope_wait_end(struct cx__scope_waiter *w);
 static inline bool cx__timespec_ok(const struct timespec *t)
 {
     return t->tv_nsec >= 0 && t->tv_nsec < 1000000000L;
+}
+/* A deadline argument of a waiting call: NULL (none), or a valid timespec
+ * with tv_sec >= 0 (cx_future_wait and cx_group_wait refuse a negative one,
+ * as version 1 did). */
+static inline bool cx__deadline_ok(const struct timespec *d)
+{
+    return d == NULL || (d->tv_sec >= 0 && cx__timespec_ok(d));
 }
 /* a < b */
 static inline bool cx__timespec_lt(const struct timespec *a, const struct timespec *b)

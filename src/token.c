@@ -18,35 +18,15 @@ struct cx_token {
 /* Token memory: this thread's cache of freed tokens first (alloc.h). */
 static inline cx_token *token_alloc(cx__tstate *st)
 {
-    if (st->ntoken_cache != 0 && cx__caching()) {
-        cx_token *t = st->token_cache;
-        st->token_cache = *(void **)t;
-        st->ntoken_cache--;
-        return t;
-    }
-    return cx__malloc(sizeof(cx_token));
+    cx_token *t = cx__fl_pop(&st->token_cache);
+    return t != NULL ? t : cx__malloc(sizeof(cx_token));
 }
 
 static inline void token_free(cx_token *t)
 {
     cx__tstate *st = cx__tstate_cur();
-    if (st != NULL && st->ntoken_cache < CX__TOKEN_CACHE && cx__caching()) {
-        *(void **)t = st->token_cache;
-        st->token_cache = t;
-        st->ntoken_cache++;
-        return;
-    }
-    cx__free(t);
-}
-
-void cx__token_cache_drain(cx__tstate *st)
-{
-    while (st->ntoken_cache != 0) {
-        void *t = st->token_cache;
-        st->token_cache = *(void **)t;
-        st->ntoken_cache--;
+    if (st == NULL || !cx__fl_push(&st->token_cache, t, CX__TOKEN_CACHE))
         cx__free(t);
-    }
 }
 
 /* After a successful change in this thread: every cached lookup is stale,

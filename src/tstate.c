@@ -35,7 +35,7 @@ void cx__tstate_free(cx__tstate *st)
  * thread without state; if they set variables, a new state appears. */
 static void end_one(cx__tstate *st)
 {
-    cx__exit_entered_above(st, NULL);
+    cx__exit_all_entered(st);
     cx__tstate_set(NULL);
     cx__tstate_free(st);
 }
@@ -77,13 +77,8 @@ __attribute__((destructor)) static void process_end(void)
 
 void cx__caches_drain(cx__tstate *st)
 {
-    cx__token_cache_drain(st);
-    while (st->nctx_cache != 0) {
-        void *c = st->ctx_cache;
-        st->ctx_cache = *(void **)c;
-        st->nctx_cache--;
-        cx__free(c);
-    }
+    cx__fl_drain(&st->token_cache);
+    cx__fl_drain(&st->ctx_cache);
 }
 
 void cx__caches_drain_here(void)
@@ -96,25 +91,15 @@ void cx__caches_drain_here(void)
 void *cx__context_mem_alloc(void)
 {
     cx__tstate *st = cx__tstate_cur();
-    if (st != NULL && st->nctx_cache != 0 && cx__caching()) {
-        void *c = st->ctx_cache;
-        st->ctx_cache = *(void **)c;
-        st->nctx_cache--;
-        return c;
-    }
-    return cx__malloc(sizeof(cx_context));
+    void *c = st != NULL ? cx__fl_pop(&st->ctx_cache) : NULL;
+    return c != NULL ? c : cx__malloc(sizeof(cx_context));
 }
 
 void cx__context_mem_free(void *p)
 {
     cx__tstate *st = cx__tstate_cur();
-    if (st != NULL && st->nctx_cache < CX__CONTEXT_CACHE && cx__caching()) {
-        *(void **)p = st->ctx_cache;
-        st->ctx_cache = p;
-        st->nctx_cache++;
-        return;
-    }
-    cx__free(p);
+    if (st == NULL || !cx__fl_push(&st->ctx_cache, p, CX__CONTEXT_CACHE))
+        cx__free(p);
 }
 
 void cx__reserve_fill(cx__tstate *st, unsigned target)

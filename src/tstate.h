@@ -49,11 +49,8 @@ typedef struct cx__tstate {
     cx_context *base; /* owned; created by the first set outside any run */
     bool registered;  /* registered under the key: its destructor ends the
                          state at thread exit (else cx__tstate_end_here) */
-    void *token_cache;      /* freed tokens kept for reuse (alloc.h,
-                               cx__caching), linked through their first word */
-    unsigned ntoken_cache;
-    void *ctx_cache;        /* freed contexts, the same way */
-    unsigned nctx_cache;
+    cx__freelist token_cache; /* freed tokens kept for reuse (alloc.h) */
+    cx__freelist ctx_cache;   /* freed contexts, the same way */
     cx_context *enter_top; /* innermost context entered by cx_context_enter
                               (the enter's reference; each entered context
                               links to the one below), or NULL */
@@ -97,7 +94,6 @@ static inline unsigned cx__reserve_target(unsigned open)
 CX__HIDDEN void cx__reserve_fill(cx__tstate *st, unsigned target);
 /* Tokens a thread keeps for reuse, at most; freed with its state. */
 #define CX__TOKEN_CACHE 16
-CX__HIDDEN void cx__token_cache_drain(cx__tstate *st);
 /* Context memory (sizeof(cx_context)) through this thread's cache of
  * freed contexts (alloc.h, cx__caching): cx_copy_context + release
  * without a malloc+free pair. */

@@ -192,10 +192,11 @@ static bool lookup(const cx_var *var, void **value)
     return found;
 }
 
-/* The header's inline cx_var_get/cx_var_get_or answer a cache hit with a
- * binding themselves and call these for everything else (or for every
- * call under CX_NO_INLINE); lookup() covers every cache case, so nothing
- * is probed twice. */
+/* The header's inline functions answer from the cache themselves: get a
+ * cached binding, get_or a cached binding or a cached "no binding". They
+ * call these for everything else (or for every call under CX_NO_INLINE):
+ * lookup() then covers every cache case, so only get's cached "no
+ * binding" (its default is here) is looked at twice. */
 int(cx_var_get)(const cx_var *var, void **out)
 {
     if (var == NULL || out == NULL)
