@@ -66,6 +66,7 @@ static cx_context *context_init(cx_context *ctx, cx__node *root, bool private_, 
     ctx->embedded_ = embedded;
     ctx->id = next_id();
     ctx->root = root;
+    ctx->bank = 0;
     ctx->enter_prev = NULL;
     ctx->enter_below = NULL;
     ctx->strand = NULL;
@@ -79,8 +80,21 @@ static cx__node *current_root_ref(void)
     const cx__tstate *st = cx__tstate_cur();
     if (st == NULL || st->cur == NULL)
         return NULL;
-    cx__map_retain(st->cur->root);
-    return st->cur->root;
+    return cx__owner_root_ref(st->cur);
+}
+
+void cx__map_give_back(cx__node *root)
+{
+    const cx__tstate *st = cx__tstate_cur();
+    cx_context *cur = st != NULL ? st->cur : NULL;
+    /* cur is entered by this thread: its bank is ours to change. root is
+     * not cur's last reference (cur holds its own), so keeping it banked
+     * delays nothing. */
+    if (root != NULL && cur != NULL && cur->root == root && cur->bank < CX__BANK_MAX) {
+        cur->bank++;
+        return;
+    }
+    cx__map_release(root);
 }
 
 cx_context *cx_context_new(void)
@@ -114,7 +128,13 @@ static void context_destroy(cx_context *ctx)
 {
     CX__ASSERT(ctx->strand == NULL || cx__strand_idle(ctx->strand));
     cx__strand_free(ctx->strand);
-    cx__map_release(ctx->root);
+    /* Nobody runs in ctx: its bank is nobody's now. Its last runner's
+     * writes to it (and to root) were published by that runner's leave
+     * and taken by whoever brought us here (cx_context_release,
+     * cx__leave_slow). */
+    if (ctx->bank != 0)
+        cx__hamt_unref_nonlast(ctx->root, ctx->bank);
+    cx__map_give_back(ctx->root);
     track_word(ctx, true);
     if (ctx->embedded_)
         return; /* its owner frees the storage */
@@ -164,11 +184,8 @@ cx__node *cx__context_snapshot(const cx_context *ctx)
 {
     cx_context *c = (cx_context *)ctx;
     cx__node *root;
-    if (is_owner(ctx)) {
-        root = c->root;
-        cx__map_retain(root);
-        return root;
-    }
+    if (is_owner(ctx))
+        return cx__owner_root_ref(c);
     /* The owner cannot swap or update the root in place while we hold the
      * lock, and it only updates in place what nobody else references: our
      * reference, taken here, makes the root shared from now on. */
@@ -259,7 +276,15 @@ static int map_strip_local(cx__node **rootp)
 
 int cx__capture_root(cx__node **out)
 {
-    cx__node *root = current_root_ref();
+    cx__tstate *st = cx__tstate_cur();
+    cx_context *cur = st != NULL ? st->cur : NULL;
+    cx__node *root = cur != NULL ? cx__owner_root_ref(cur) : NULL;
+    /* The common case: no local variable bound (known from the bank,
+     * without touching the root node). */
+    if (root == NULL || cur->bank_plain) {
+        *out = root;
+        return 0;
+    }
     int rc = map_strip_local(&root);
     if (rc != 0) {
         cx__map_release(root);

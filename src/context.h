@@ -47,7 +47,44 @@ struct cx_context {
     struct cx__strand *strand; /* pool jobs queued into this context
                                   (strand.c); NULL until the first */
     cx__node *root; /* owned; NULL is the empty map */
+    /* The bank: references to root the context holds beyond its own
+     * (0 when root is NULL), taken and given back by its runner alone
+     * without locked instructions (cx__owner_root_ref, cx__map_give_back).
+     * A capture (copy, submit, bind, thread create) takes one from here:
+     * when the bank is empty it is filled with CX__BANK_FILL references
+     * in one atomic add, so the count of a root that every job of a
+     * submitter shares is not written once per capture. The runner empties
+     * the bank before it changes root (cx__owner_drop_bank: a root held
+     * by its context alone is updated in place), and the context's
+     * teardown drops it with root: banked references never outlive the
+     * context's own, so they never delay a destroy. Written, like root,
+     * only by the thread that has the context entered. */
+    unsigned bank;
+    /* Whether root binds no CX_VAR_LOCAL variable: read off root when the
+     * bank is filled, and valid while the bank is not empty (root changes
+     * only after cx__owner_drop_bank): a capture from the bank then never
+     * reads the root node, whose count line the threads that release
+     * captures keep writing. Owned like bank. */
+    bool bank_plain;
 };
+
+/* References a bank takes at once when empty, and holds at most. */
+#define CX__BANK_FILL 16u
+#define CX__BANK_MAX 64u
+
+/* Context memory through the calling thread's cache (tstate.h). */
+static inline void *cx__context_mem_alloc(void)
+{
+    cx__tstate *st = cx__tstate_cur();
+    void *c = st != NULL ? cx__fl_pop(&st->ctx_cache) : NULL;
+    return c != NULL ? c : cx__malloc(sizeof(cx_context));
+}
+static inline void cx__context_mem_free(void *p)
+{
+    cx__tstate *st = cx__tstate_cur();
+    if (st == NULL || !cx__fl_push(&st->ctx_cache, p, CX__CONTEXT_CACHE))
+        cx__free(p);
+}
 
 /* The lock of a context (the "lock" of the invariants above): one of
  * CX__CTX_LOCKS mutexes, picked by the context's address. A context has no
@@ -74,6 +111,34 @@ static inline void cx__owner_unlock(cx_context *ctx)
 {
     if (!ctx->private_)
         pthread_mutex_unlock(cx__context_lock(ctx));
+}
+
+/* A new reference to ctx's map (NULL: empty), for its runner (the calling
+ * thread has ctx entered): from the bank, refilled when empty. */
+static inline cx__node *cx__owner_root_ref(cx_context *ctx)
+{
+    cx__node *root = ctx->root;
+    if (root == NULL)
+        return NULL;
+    if (__builtin_expect(ctx->bank == 0, 0)) {
+        /* The runner holds a reference (the context's): adding is safe. */
+        cx__hamt_retain_n(root, CX__BANK_FILL);
+        ctx->bank = CX__BANK_FILL;
+        ctx->bank_plain = cx__map_nlocal(root) == 0;
+    }
+    ctx->bank--;
+    return root;
+}
+/* Empties ctx's bank, for its runner, before it changes ctx->root: the
+ * banked references go back to the count in one atomic subtraction, so
+ * that a root held by the context alone is seen unique again (and updated
+ * in place). Never the last: the context keeps its own reference. */
+static inline void cx__owner_drop_bank(cx_context *ctx)
+{
+    if (__builtin_expect(ctx->bank != 0, 0)) {
+        cx__hamt_unref_nonlast(ctx->root, ctx->bank);
+        ctx->bank = 0;
+    }
 }
 
 /* The current context for a write, creating the base context; NULL on
@@ -232,6 +297,12 @@ static inline __attribute__((always_inline)) void cx__run_frame_leave(struct cx_
  * (cx__try_enter); it is left when this returns, however fn ends. */
 CX__HIDDEN void *cx__run_claimed(cx__tstate *st, cx_context *ctx, void *(*fn)(void *),
                                  void *arg);
+
+/* Drops a map reference (consumed; NULL: no-op) in the calling thread: if
+ * it is a reference to the map of the thread's current context, it goes
+ * into that context's bank (no locked instruction; the context holds the
+ * map anyway, so no destroy is delayed), else it is released. */
+CX__HIDDEN void cx__map_give_back(cx__node *root);
 
 /* A reference to ctx's current map, consistent even while the owner sets
  * (new reference, may be NULL for empty). */

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "alloc.h"
+#include "check.h"
 #include "refcount.h"
 
 /* Bitmap levels consume 5 hash bits each: shifts 0,5,...,30 (the last uses
@@ -138,6 +139,17 @@ static inline void cx__hamt_retain(cx__node *root)
 {
     if (root != NULL)
         cx__ref_inc((cx__ref *)(void *)root);
+}
+/* n new references to the map at once (root not NULL). */
+static inline void cx__hamt_retain_n(cx__node *root, unsigned n)
+{
+    cx__ref_add((cx__ref *)(void *)root, n);
+}
+/* Drops n references the caller knows are not the last (root not NULL). */
+static inline void cx__hamt_unref_nonlast(cx__node *root, unsigned n)
+{
+    CX__ASSERT(ck_pr_load_uint(&((cx__ref *)(void *)root)->n) > n);
+    cx__ref_sub_nonlast((cx__ref *)(void *)root, n);
 }
 /* Drops a reference; the last one releases every entry and child (user
  * callbacks may run). NULL is a no-op. */

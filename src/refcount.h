@@ -26,6 +26,18 @@ static inline void cx__ref_init(cx__ref *r) { r->n = 1; }
 
 static inline void cx__ref_inc(cx__ref *r) { ck_pr_inc_uint(&r->n); }
 
+/* n more references at once (the caller holds one). */
+static inline void cx__ref_add(cx__ref *r, unsigned n) { ck_pr_add_uint(&r->n, n); }
+
+/* Drops n references that are known not to be the last (the caller keeps
+ * one more): no teardown, so no acquire. */
+static inline void cx__ref_sub_nonlast(cx__ref *r, unsigned n)
+{
+    CX__HAPPENS_BEFORE(r);
+    ck_pr_fence_release();
+    ck_pr_sub_uint(&r->n, n);
+}
+
 /* Drops one reference; true when it was the last (the caller destroys). */
 static inline bool cx__ref_dec(cx__ref *r)
 {

@@ -60,6 +60,7 @@ int cx_var_set(cx_var *var, void *value, cx_token **tokp)
     cx__garbage g;
     g.n = 0; /* (an initializer would zero the whole array) */
     void *old = NULL;
+    cx__owner_drop_bank(ctx);
     cx__owner_lock(ctx);
     cx__hamt_set_result r = cx__map_put(&ctx->root, var, stored, &old, &g);
     cx__owner_unlock(ctx);
@@ -117,6 +118,7 @@ int cx_var_reset(cx_var *var, cx_token *tok)
     void *removed = NULL;
     bool displaced; /* `removed` holds a word the map let go of */
     int rc = 0;
+    cx__owner_drop_bank(ctx);
     cx__owner_lock(ctx);
     st->reserve_armed = true;
     if (tok->has_old) {

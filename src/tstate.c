@@ -88,20 +88,6 @@ void cx__caches_drain_here(void)
         cx__caches_drain(st);
 }
 
-void *cx__context_mem_alloc(void)
-{
-    cx__tstate *st = cx__tstate_cur();
-    void *c = st != NULL ? cx__fl_pop(&st->ctx_cache) : NULL;
-    return c != NULL ? c : cx__malloc(sizeof(cx_context));
-}
-
-void cx__context_mem_free(void *p)
-{
-    cx__tstate *st = cx__tstate_cur();
-    if (st == NULL || !cx__fl_push(&st->ctx_cache, p, CX__CONTEXT_CACHE))
-        cx__free(p);
-}
-
 void cx__reserve_fill(cx__tstate *st, unsigned target)
 {
     while (st->nreserve < target) {

@@ -98,8 +98,7 @@ CX__HIDDEN void cx__reserve_fill(cx__tstate *st, unsigned target);
  * freed contexts (alloc.h, cx__caching): cx_copy_context + release
  * without a malloc+free pair. */
 #define CX__CONTEXT_CACHE 16
-CX__HIDDEN void *cx__context_mem_alloc(void);
-CX__HIDDEN void cx__context_mem_free(void *p);
+/* cx__context_mem_alloc, cx__context_mem_free: context.h. */
 /* Frees the blocks st's caches hold (with the installed allocator). */
 CX__HIDDEN void cx__caches_drain(cx__tstate *st);
 /* Memory for a map node when the allocator said no: a block from the

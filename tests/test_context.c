@@ -825,6 +825,75 @@ static void copies_hold_their_own_references(void **state)
     cx_var_release(x);
 }
 
+/* The runner of a context takes the references its captures need from a
+ * bank it fills several at a time (context.h). Banked references must
+ * never keep a value alive: not once the runner changes the variable, not
+ * once the context goes. */
+struct bank_op {
+    cx_var *var;
+    int copies;
+    void *before, *after; /* set before the copies; after them (or NULL) */
+    int rc;
+    unsigned destroyed_before_after; /* destroy_count of `before` just
+                                        after the second set */
+};
+
+static void *copy_then_set(void *p)
+{
+    struct bank_op *o = p;
+    o->rc = cx_var_set(o->var, o->before, NULL);
+    for (int i = 0; i < o->copies && o->rc == 0; i++) {
+        cx_context *c = cx_copy_context();
+        if (c == NULL)
+            o->rc = -1;
+        cx_context_release(c);
+    }
+    if (o->rc == 0 && o->after != NULL) {
+        o->rc = cx_var_set(o->var, o->after, NULL);
+        o->destroyed_before_after = destroy_count[(int *)o->before - items];
+    }
+    return NULL;
+}
+
+static void copies_released_in_a_run_keep_no_old_value_alive(void **state)
+{
+    (void)state;
+    memset(destroy_count, 0, sizeof(destroy_count));
+    cx_var_opts o = {.has_default = false, .default_value = NULL, .destroy = count_destroy};
+    cx_var *x = mkvar("x", &o);
+    cx_context *c = mkctx();
+    /* Enough copies to fill the bank more than once. */
+    struct bank_op op = {.var = x, .copies = 40, .before = &items[14], .after = &items[15],
+                         .rc = 99};
+    assert_int_equal(cx_context_run(c, copy_then_set, &op, NULL), 0);
+    assert_int_equal(op.rc, 0);
+    /* Nothing holds the old value but the replaced binding: gone at the set. */
+    assert_int_equal(op.destroyed_before_after, 1);
+    assert_maps(c, x, &items[15]);
+    cx_context_release(c);
+    assert_int_equal(destroy_count[15], 1);
+    cx_var_release(x);
+}
+
+static void a_context_whose_runner_copied_it_frees_its_values_with_it(void **state)
+{
+    (void)state;
+    memset(destroy_count, 0, sizeof(destroy_count));
+    cx_var_opts o = {.has_default = false, .default_value = NULL, .destroy = count_destroy};
+    cx_var *x = mkvar("x", &o);
+    for (int copies = 1; copies <= 40; copies += 13) {
+        memset(destroy_count, 0, sizeof(destroy_count));
+        cx_context *c = mkctx();
+        struct bank_op op = {.var = x, .copies = copies, .before = &items[16], .rc = 99};
+        assert_int_equal(cx_context_run(c, copy_then_set, &op, NULL), 0);
+        assert_int_equal(op.rc, 0);
+        assert_int_equal(destroy_count[16], 0);
+        cx_context_release(c); /* its bank goes with it */
+        assert_int_equal(destroy_count[16], 1);
+    }
+    cx_var_release(x);
+}
+
 #define T(f) cmocka_unit_test_teardown(f, base_context_is_empty)
 
 int main(void)
@@ -850,6 +919,8 @@ int main(void)
         T(foreach_inside_run_iterates_a_snapshot_while_fn_sets),
         T(retain_returns_the_context_and_release_frees_at_zero),
         T(copies_hold_their_own_references),
+        T(copies_released_in_a_run_keep_no_old_value_alive),
+        T(a_context_whose_runner_copied_it_frees_its_values_with_it),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -145,6 +145,44 @@ static void thread_create_leaves_local_out(void **state)
     unbind_both(&b);
 }
 
+/* Captures take their map reference from a bank that also remembers
+ * whether the map binds a local variable (context.h): binding one after
+ * plain captures must make the next capture leave it out, and unbinding
+ * it must make captures plain again. */
+static void captures_follow_local_bindings_made_between_them(void **state)
+{
+    (void)state;
+    cx_token *tp;
+    assert_int_equal(cx_var_set(plain, TAG(2), &tp), 0);
+    for (int round = 0; round < 3; round++) {
+        /* Plain captures first (they fill the bank). */
+        for (int i = 0; i < 3; i++)
+            cx_context_release(cx_copy_context());
+        seen s;
+        pthread_t t;
+        assert_int_equal(cx_thread_create(&t, NULL, look, &s), 0);
+        assert_int_equal(pthread_join(t, NULL), 0);
+        assert_int_equal(s.plain_rc, 0);
+        assert_int_equal(s.loc_rc, CX_ELOOKUP);
+        cx_token *tl;
+        assert_int_equal(cx_var_set(loc, TAG(1), &tl), 0);
+        assert_int_equal(cx_thread_create(&t, NULL, look, &s), 0);
+        assert_int_equal(pthread_join(t, NULL), 0);
+        assert_int_equal(s.loc_rc, CX_ELOOKUP);
+        assert_int_equal(s.plain_rc, 0);
+        assert_ptr_equal(s.plain_v, TAG(2));
+        assert_int_equal(s.len, 1);
+        /* The copy carries it, the capture just taken did not. */
+        cx_context *c = cx_copy_context();
+        assert_int_equal(cx_context_len(c), 2);
+        cx_context_release(c);
+        assert_int_equal(cx_var_reset(loc, tl), 0);
+        cx_token_release(tl);
+    }
+    assert_int_equal(cx_var_reset(plain, tp), 0);
+    cx_token_release(tp);
+}
+
 /* cx_bind leaves local variables out, in both modes; a run in this very
  * thread still does not see them (the capture is what was taken). */
 static void bind_leaves_local_out(void **state)
@@ -582,6 +620,8 @@ int main(void)
         cmocka_unit_test_teardown(thread_create_leaves_local_out, base_context_is_empty),
         cmocka_unit_test_teardown(thread_create_in_carries_local, base_context_is_empty),
         cmocka_unit_test_teardown(bind_leaves_local_out, base_context_is_empty),
+        cmocka_unit_test_teardown(captures_follow_local_bindings_made_between_them,
+                                  base_context_is_empty),
         cmocka_unit_test_teardown(pool_captures_leave_local_out, base_context_is_empty),
         cmocka_unit_test_teardown(job_local_set_stays_in_job, base_context_is_empty),
         cmocka_unit_test_teardown(group_go_leaves_local_out, base_context_is_empty),
