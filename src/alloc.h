@@ -50,6 +50,8 @@ static inline void cx__free(void *p)
 CX__HIDDEN void cx__caches_drain_here(void);
 /* True while the allocator is malloc/free (cx_set_allocator keeps it). */
 extern CX__HIDDEN bool cx__allocator_is_default;
+/* Recomputes cx__caching()'s flag (alloc.c). */
+CX__HIDDEN void cx__cache_update(void);
 /* A per-thread cache of fixed-size blocks, linked through their first
  * word. Pop gives NULL when empty or when caching is off; push returns
  * false (the caller frees) when full or off. */
@@ -87,10 +89,12 @@ static inline void cx__fl_drain(cx__freelist *fl)
     }
 }
 #if CX__CACHE_BUILT
-static inline bool cx__caching(void)
-{
-    return cx__allocator_is_default && cx__detector == 0 && !cx__under_valgrind;
-}
+/* cx__allocator_is_default && no detector && not under valgrind's
+ * checkers, kept in one flag (one load per use): recomputed by
+ * cx__cache_update when one of them changes (at load, by
+ * cx_set_allocator). False until the load-time detection ran. */
+extern CX__HIDDEN bool cx__cache_on;
+static inline bool cx__caching(void) { return cx__cache_on; }
 #else
 static inline bool cx__caching(void) { return false; }
 #endif

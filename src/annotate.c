@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "annotate.h"
 
 #ifndef CX__TSAN
@@ -49,6 +50,7 @@ __attribute__((constructor)) static void detect(void)
     if (__tsan_acquire != NULL && __tsan_release != NULL)
         d |= CX__DET_TSAN;
     cx__detector = d;
+    cx__cache_update();
 }
 
 void cx__announce_before(const void *addr)

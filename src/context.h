@@ -143,7 +143,11 @@ static inline void cx__owner_drop_bank(cx_context *ctx)
 
 /* The current context for a write, creating the base context; NULL on
  * ENOMEM. Borrowed. */
-CX__HIDDEN cx_context *cx__current_for_write(cx__tstate *st);
+CX__HIDDEN cx_context *cx__base_create(cx__tstate *st);
+static inline cx_context *cx__current_for_write(cx__tstate *st)
+{
+    return __builtin_expect(st->cur != NULL, 1) ? st->cur : cx__base_create(st);
+}
 
 /* The `entered` word. 0: nobody runs in the context. ENTERED: one thread
  * has it current (it alone writes root). ZOMBIE: the last reference was

@@ -62,6 +62,20 @@ static inline bool cx__ref_dec(cx__ref *r)
     return zero;
 }
 
+/* Drops n references at once; true when they were the last (the caller
+ * destroys). Ordered as cx__ref_dec. */
+static inline bool cx__ref_sub(cx__ref *r, unsigned n)
+{
+    CX__HAPPENS_BEFORE(r);
+    ck_pr_fence_release();
+    unsigned old = ck_pr_faa_uint(&r->n, -n);
+    if (old != n)
+        return false;
+    ck_pr_fence_acquire();
+    CX__HAPPENS_AFTER(r);
+    return true;
+}
+
 /* True if the caller holds the only reference (so nobody else can see the
  * object unless the caller hands it out). The acquire pairs with the
  * release in cx__ref_dec of the holder that left. */

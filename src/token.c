@@ -15,6 +15,45 @@ struct cx_token {
     void *old;       /* stored word before the set, if has_old (owned) */
 };
 
+/* The token's reference to its variable, from this thread's variable
+ * bank (tstate.h) when it has some for var; refilled with one atomic add
+ * (a slot holding another variable's references gives them back first). */
+static inline void var_ref_take(cx__tstate *st, cx_var *var)
+{
+    cx__varbank_slot *sl = &st->varbank[var->hash % CX__VARBANK];
+    if (__builtin_expect(sl->var == var && sl->n != 0, 1)) {
+        sl->n--;
+        return;
+    }
+    if (!cx__allocator_is_default) {
+        cx__var_retain(var);
+        return;
+    }
+    if (sl->n != 0 && cx__ref_sub(&sl->var->ref, sl->n))
+        cx__var_free(sl->var);
+    /* We hold a reference (the caller's): adding is safe. */
+    cx__ref_add(&var->ref, CX__VARBANK_FILL);
+    sl->var = var;
+    sl->n = CX__VARBANK_FILL - 1;
+}
+
+/* A token's reference to var, dropped: into this thread's bank when its
+ * slot holds var (or nothing), else released. */
+static inline void var_ref_drop(cx_var *var)
+{
+    cx__tstate *st = cx__tstate_cur();
+    if (st != NULL) {
+        cx__varbank_slot *sl = &st->varbank[var->hash % CX__VARBANK];
+        /* An empty slot adopts var (only while banks are in use). */
+        if (sl->n == 0 ? cx__allocator_is_default : sl->var == var && sl->n < CX__VARBANK_MAX) {
+            sl->var = var;
+            sl->n++;
+            return;
+        }
+    }
+    cx__var_release(var);
+}
+
 /* Token memory: this thread's cache of freed tokens first (alloc.h). */
 static inline cx_token *token_alloc(cx__tstate *st)
 {
@@ -83,7 +122,7 @@ int cx_var_set(cx_var *var, void *value, cx_token **tokp)
 
     bool had = r == CX__HAMT_REPLACED;
     if (tok != NULL) {
-        cx__var_retain(var); /* the token's own */
+        var_ref_take(st, var); /* the token's own */
         tok->var = var;
         tok->ctx_id = ctx->id;
         tok->has_old = had;
@@ -176,7 +215,7 @@ void cx_token_release(cx_token *tok)
         return;
     if (tok->has_old)
         cx__stored_release(tok->var, tok->old);
-    cx__var_release(tok->var);
+    var_ref_drop(tok->var);
     token_free(tok);
 }
 

@@ -75,10 +75,21 @@ __attribute__((destructor)) static void process_end(void)
         end_thread(st);
 }
 
+void cx__varbank_drain(cx__tstate *st)
+{
+    for (unsigned i = 0; i < CX__VARBANK; i++) {
+        cx__varbank_slot *sl = &st->varbank[i];
+        if (sl->n != 0 && cx__ref_sub(&sl->var->ref, sl->n))
+            cx__var_free(sl->var);
+        sl->n = 0;
+    }
+}
+
 void cx__caches_drain(cx__tstate *st)
 {
     cx__fl_drain(&st->token_cache);
     cx__fl_drain(&st->ctx_cache);
+    cx__varbank_drain(st);
 }
 
 void cx__caches_drain_here(void)
@@ -154,10 +165,8 @@ cx__tstate *cx__tstate_install(cx__tstate *st)
 }
 
 
-cx_context *cx__current_for_write(cx__tstate *st)
+cx_context *cx__base_create(cx__tstate *st)
 {
-    if (st->cur != NULL)
-        return st->cur;
     cx_context *ctx = cx_context_new();
     if (ctx == NULL)
         return NULL;

@@ -38,6 +38,28 @@ static inline void cx__cache_fill(cx__cache_entry *e, const cx_var *var, uint64_
 #define CX__WITH_COVERED 8
 #define CX__RESERVE_MAX (CX__RESERVE_BLOCKS * (CX__WITH_COVERED + 1))
 
+/* The variable bank: references to variables the thread keeps for the
+ * tokens it makes (token.c). A token holds a reference to its variable
+ * (cx_token_var stays valid while it lives); taking it from here and giving
+ * it back here, not with an atomic increment and decrement of a count that
+ * every thread setting the variable shares, takes two locked instructions
+ * out of each set+reset. A slot holds `n` references to `var` (var is
+ * meaningless when n is 0), filled CX__VARBANK_FILL at a time, at most
+ * CX__VARBANK_MAX; slots are picked by the variable's hash. Used only
+ * while the allocator is malloc/free (a counting allocator sees a released
+ * variable freed at once); a thread's bank is emptied when its state ends
+ * and by cx_set_allocator, so a variable outlives its last user reference
+ * only while some thread that set it lives. (Releasing a variable has no
+ * effect a program can observe but the memory: its default is never
+ * destroyed.) */
+#define CX__VARBANK 8u
+#define CX__VARBANK_FILL 16u
+#define CX__VARBANK_MAX 64u
+typedef struct cx__varbank_slot {
+    cx_var *var;
+    unsigned n;
+} cx__varbank_slot;
+
 typedef struct cx__tstate {
     struct cx__fast fast; /* first: cx__fast_tls points here */
     unsigned nreserve;
@@ -51,6 +73,7 @@ typedef struct cx__tstate {
                          state at thread exit (else cx__tstate_end_here) */
     cx__freelist token_cache; /* freed tokens kept for reuse (alloc.h) */
     cx__freelist ctx_cache;   /* freed contexts, the same way */
+    cx__varbank_slot varbank[CX__VARBANK]; /* references owned (above) */
     cx_context *enter_top; /* innermost context entered by cx_context_enter
                               (the enter's reference; each entered context
                               links to the one below), or NULL */
@@ -99,7 +122,11 @@ CX__HIDDEN void cx__reserve_fill(cx__tstate *st, unsigned target);
  * without a malloc+free pair. */
 #define CX__CONTEXT_CACHE 16
 /* cx__context_mem_alloc, cx__context_mem_free: context.h. */
-/* Frees the blocks st's caches hold (with the installed allocator). */
+/* Gives every reference st's variable bank holds back to its variable
+ * (the last frees it). */
+CX__HIDDEN void cx__varbank_drain(cx__tstate *st);
+/* Frees the blocks st's caches hold (with the installed allocator) and
+ * empties its variable bank. */
 CX__HIDDEN void cx__caches_drain(cx__tstate *st);
 /* Memory for a map node when the allocator said no: a block from the
  * calling thread's reset reserve while a reset is under way

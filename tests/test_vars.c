@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <pthread.h>
 
 #include "cx_test.h"
 #include "cx_cmocka.h"
@@ -1166,6 +1167,56 @@ static void token_keeps_its_variable_alive(void **state)
     cx_context_release(ctx);
 }
 
+/* Tokens take their variable reference from a per-thread bank of a few
+ * slots (src/tstate.h) and give it back there, possibly in another
+ * thread. Whatever the churn (more variables than slots, tokens released
+ * in other threads that then end, the creator's reference dropped while
+ * tokens live), every token's variable stays valid while the token lives
+ * and every variable is freed once: memcheck (make check) reports any
+ * leak or use after free here. */
+#define BANK_VARS 20
+
+static void *release_tokens(void *p)
+{
+    cx_token **toks = p;
+    for (int i = 0; i < BANK_VARS; i++)
+        cx_token_release(toks[i]);
+    return NULL;
+}
+
+static void token_variable_references_survive_any_churn(void **state)
+{
+    (void)state;
+    cx_var *v[BANK_VARS];
+    char name[16];
+    for (int i = 0; i < BANK_VARS; i++) {
+        snprintf(name, sizeof(name), "bank%d", i);
+        assert_int_equal(cx_var_new(&v[i], name, NULL), 0);
+    }
+    /* Churn: every slot refilled and evicted many times. */
+    for (int round = 0; round < 50; round++)
+        for (int i = 0; i < BANK_VARS; i++) {
+            cx_token *t;
+            assert_int_equal(cx_var_set(v[i], (void *)(uintptr_t)(round + 1), &t), 0);
+            assert_int_equal(cx_var_reset(v[i], t), 0);
+            cx_token_release(t);
+        }
+    /* Tokens outliving their creators' references, released elsewhere. */
+    cx_token *toks[BANK_VARS];
+    for (int i = 0; i < BANK_VARS; i++) {
+        assert_int_equal(cx_var_set(v[i], &toks[i], &toks[i]), 0);
+        assert_int_equal(cx_var_reset(v[i], toks[i]), 0);
+        cx_var_release(v[i]); /* the token's reference keeps it */
+    }
+    for (int i = 0; i < BANK_VARS; i++) {
+        snprintf(name, sizeof(name), "bank%d", i);
+        assert_string_equal(cx_var_name(cx_token_var(toks[i])), name);
+    }
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, release_tokens, toks), 0);
+    assert_int_equal(pthread_join(th, NULL), 0);
+}
+
 #define T(f) cmocka_unit_test_teardown(f, base_context_is_empty)
 
 int main(void)
@@ -1206,6 +1257,7 @@ int main(void)
         T(allocator_hook_is_used_and_null_restores_default),
         T(variable_outlives_its_creator_reference_while_bound),
         T(token_keeps_its_variable_alive),
+        T(token_variable_references_survive_any_churn),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
