@@ -424,6 +424,7 @@ static void *fuzz_shapes(void *arg)
         if (bound[i] && (seed & 0x10000)) {
             /* delete: a reset to MISSING via a fresh token pair */
             cx_context *c = current();
+            cx__owner_drop_bank(c); /* as cx_var_reset does before a change */
             cx__garbage g;
             g.n = 0;
             void *old = NULL;
