@@ -16,8 +16,9 @@ int cx__queue_init(struct cx__queue *q, unsigned int cap)
     ck_ring_init(&q->ring, size);
     CX__CK_UNTRACKED(&q->ring, sizeof(q->ring));
     CX__CK_UNTRACKED(q->slots, (size_t)size * sizeof(*q->slots));
+    CX__CK_UNTRACKED(&q->taken, 3 * sizeof(q->taken));
     q->cap = cap;
-    q->reserved = 0;
+    q->taken = q->given = q->unused = 0;
     return 0;
 }
 
@@ -25,27 +26,59 @@ void cx__queue_destroy(struct cx__queue *q)
 {
     CX__CK_TRACKED(q->slots, (size_t)ck_ring_capacity(&q->ring) * sizeof(*q->slots));
     CX__CK_TRACKED(&q->ring, sizeof(q->ring));
+    CX__CK_TRACKED(&q->taken, 3 * sizeof(q->taken));
     cx__free(q->slots);
 }
 
-bool cx__queue_reserve(struct cx__queue *q)
+/* `taken` is read before `given`: a refusal means the places were all
+ * taken when `given` was read (given only grows, taken only grows, so
+ * taken - given at that instant was at least what we computed). A
+ * success means `taken` was still t at the compare-and-swap, and `given`
+ * no smaller than g then: fewer than cap places were taken. */
+bool cx__queue_reserve(struct cx__queue *q, uint64_t *ticket)
 {
-    unsigned int n = ck_pr_load_uint(&q->reserved);
-    do {
-        if (n >= q->cap)
+    uint64_t t = ck_pr_load_64(&q->taken);
+    for (;;) {
+        ck_pr_fence_load();
+        uint64_t g = ck_pr_load_64(&q->given);
+        if (t - g >= q->cap)
             return false;
-    } while (!ck_pr_cas_uint_value(&q->reserved, n, n + 1, &n));
-    return true;
+        if (ck_pr_cas_64_value(&q->taken, t, t + 1, &t)) {
+            *ticket = t;
+            return true;
+        }
+    }
 }
 
+/* `taken` is read after our locked increment: none taken means every
+ * place taken so far (ours included) has been given back. */
 bool cx__queue_unreserve(struct cx__queue *q)
 {
-    bool zero;
-    ck_pr_dec_uint_zero(&q->reserved, &zero);
-    return zero;
+    uint64_t g = ck_pr_faa_64(&q->given, 1) + 1;
+    return g == ck_pr_load_64(&q->taken);
 }
 
-unsigned int cx__queue_reserved(struct cx__queue *q) { return ck_pr_load_uint(&q->reserved); }
+void cx__queue_unreserve_unused(struct cx__queue *q)
+{
+    /* Counted unused first: cx__queue_accepted reads `unused` before
+     * `taken`, so it never counts this place twice nor goes below. */
+    ck_pr_inc_64(&q->unused);
+    ck_pr_inc_64(&q->given);
+}
+
+unsigned int cx__queue_reserved(struct cx__queue *q)
+{
+    uint64_t g = ck_pr_load_64(&q->given);
+    ck_pr_fence_load();
+    return (unsigned int)(ck_pr_load_64(&q->taken) - g);
+}
+
+uint64_t cx__queue_accepted(struct cx__queue *q)
+{
+    uint64_t u = ck_pr_load_64(&q->unused);
+    ck_pr_fence_load();
+    return ck_pr_load_64(&q->taken) - u;
+}
 
 void cx__queue_push(struct cx__queue *q, void *entry)
 {
