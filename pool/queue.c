@@ -16,9 +16,10 @@ int cx__queue_init(struct cx__queue *q, unsigned int cap)
     ck_ring_init(&q->ring, size);
     CX__CK_UNTRACKED(&q->ring, sizeof(q->ring));
     CX__CK_UNTRACKED(q->slots, (size_t)size * sizeof(*q->slots));
-    CX__CK_UNTRACKED(&q->taken, 3 * sizeof(q->taken));
+    CX__CK_UNTRACKED(&q->taken, 2 * sizeof(q->taken));
+    CX__CK_UNTRACKED(&q->given, 2 * sizeof(q->given));
     q->cap = cap;
-    q->taken = q->given = q->unused = 0;
+    q->taken = q->given_seen = q->given = q->unused = 0;
     return 0;
 }
 
@@ -26,23 +27,31 @@ void cx__queue_destroy(struct cx__queue *q)
 {
     CX__CK_TRACKED(q->slots, (size_t)ck_ring_capacity(&q->ring) * sizeof(*q->slots));
     CX__CK_TRACKED(&q->ring, sizeof(q->ring));
-    CX__CK_TRACKED(&q->taken, 3 * sizeof(q->taken));
+    CX__CK_TRACKED(&q->taken, 2 * sizeof(q->taken));
+    CX__CK_TRACKED(&q->given, 2 * sizeof(q->given));
     cx__free(q->slots);
 }
 
-/* `taken` is read before `given`: a refusal means the places were all
- * taken when `given` was read (given only grows, taken only grows, so
- * taken - given at that instant was at least what we computed). A
+/* `taken` is read before `given` (or its copy). A refusal means the
+ * places were all taken when `given` itself was read: given and taken only
+ * grow, so taken - given at that instant was at least what we computed. A
  * success means `taken` was still t at the compare-and-swap, and `given`
- * no smaller than g then: fewer than cap places were taken. */
+ * then no smaller than g (a value it had earlier, read directly or through
+ * the copy): fewer than cap places were taken. The copy is refreshed with
+ * a plain store; concurrent refreshes may leave an older value, which is
+ * still one `given` had. */
 bool cx__queue_reserve(struct cx__queue *q, uint64_t *ticket)
 {
     uint64_t t = ck_pr_load_64(&q->taken);
     for (;;) {
         ck_pr_fence_load();
-        uint64_t g = ck_pr_load_64(&q->given);
-        if (t - g >= q->cap)
-            return false;
+        uint64_t g = ck_pr_load_64(&q->given_seen);
+        if (t - g >= q->cap) {
+            g = ck_pr_load_64(&q->given);
+            if (t - g >= q->cap)
+                return false;
+            ck_pr_store_64(&q->given_seen, g);
+        }
         if (ck_pr_cas_64_value(&q->taken, t, t + 1, &t)) {
             *ticket = t;
             return true;
@@ -50,13 +59,7 @@ bool cx__queue_reserve(struct cx__queue *q, uint64_t *ticket)
     }
 }
 
-/* `taken` is read after our locked increment: none taken means every
- * place taken so far (ours included) has been given back. */
-bool cx__queue_unreserve(struct cx__queue *q)
-{
-    uint64_t g = ck_pr_faa_64(&q->given, 1) + 1;
-    return g == ck_pr_load_64(&q->taken);
-}
+void cx__queue_unreserve(struct cx__queue *q) { ck_pr_inc_64(&q->given); }
 
 void cx__queue_unreserve_unused(struct cx__queue *q)
 {

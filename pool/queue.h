@@ -13,8 +13,15 @@
  * (64 bits: they do not wrap), so `taken` also counts every submit that
  * got a place: minus the places given back unused (`unused`, a submit
  * refused after its reservation), it is the pool's `submitted` statistic
- * at no cost of its own. `taken` and `given` share a cache line: the
- * submitter's compare-and-swap owns the line when it reads `given`.
+ * at no cost of its own.
+ *
+ * Submitters write `taken`, takers `given`, each on its own cache line,
+ * so that neither side's locked operation waits for the other's line on
+ * every job. A submitter checks the bound against `given_seen`, a copy of
+ * `given` kept on the submitters' line: `given` only grows, so the copy
+ * is never above it and the check errs only towards "full"; only then
+ * does the submitter read `given` itself (and refresh the copy). With
+ * room in the queue, a submit touches the takers' line not at all.
  *
  * Handoff: push() announces the entry (CX__HAPPENS_BEFORE) before the
  * ring's release store of its producer index; pop() takes it
@@ -43,11 +50,13 @@ struct cx__queue {
     unsigned int cap;        /* places: exactly this many entries may wait */
     char pad0[64];
     uint64_t taken;          /* places ever taken (atomic; submitters) */
-    uint64_t given;          /* places ever given back (atomic): after the
-                                pop, or unused */
+    uint64_t given_seen;     /* a value `given` had (atomic; submitters) */
+    char pad1[64];
+    uint64_t given;          /* places ever given back (atomic; takers):
+                                after the pop, or unused */
     uint64_t unused;         /* of those, given back without a push
                                 (atomic; a refused submit, rare) */
-    char pad1[64];
+    char pad2[64];
 };
 
 /* Prepares an empty queue of cap places (1 <= cap <= CX__QUEUE_MAX).
@@ -63,9 +72,9 @@ CX__HIDDEN void cx__queue_destroy(struct cx__queue *q);
 CX__HIDDEN bool cx__queue_reserve(struct cx__queue *q, uint64_t *ticket);
 /* Places ever taken (an atomic load: see cx__queue_reserve's ticket). */
 static inline uint64_t cx__queue_taken(struct cx__queue *q) { return ck_pr_load_64(&q->taken); }
-/* Gives one place back after the pop of its entry; true if none is taken
- * any more. Full barrier (locked increment). */
-CX__HIDDEN bool cx__queue_unreserve(struct cx__queue *q);
+/* Gives one place back after the pop of its entry. Full barrier (locked
+ * increment). */
+CX__HIDDEN void cx__queue_unreserve(struct cx__queue *q);
 /* Gives back a place reserved by a submit that then pushed nothing (it is
  * not counted by cx__queue_accepted). Full barrier (locked increments). */
 CX__HIDDEN void cx__queue_unreserve_unused(struct cx__queue *q);
