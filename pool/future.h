@@ -15,6 +15,9 @@
  *   - References: one for the pool (taken at submit, dropped by whoever
  *     takes the job off the queue once it is finished with it) and one for
  *     the caller when it asked for a handle (dropped by cx_future_release).
+ *     The last one frees the job; when that is a worker of the job's pool,
+ *     the memory may stay with the worker for a later submit to the pool
+ *     (pool.c, "Job memory").
  *   - ctx (the context the job runs in) is owned by the job while QUEUED;
  *     the thread whose compare-and-swap leaves QUEUED takes it over: the
  *     worker releases it after running the job, a canceller at once. It is
