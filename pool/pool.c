@@ -84,6 +84,10 @@
  *     exchange / load + acquire fence, annotated on &f->state).
  *   - the last reference: refcount.h (release fence before every
  *     decrement, acquire fence before destroying, annotated on the count).
+ *   - job memory, worker -> submitter, through a worker's spare ring:
+ *     ck's release store of the ring's producer index, its acquire load
+ *     and compare-and-swap by the submitter ("Job memory" below; never
+ *     with a race detector present: block caching is off then).
  *   - the event counts: ck_ec's increment is a locked operation preceded
  *     by a store fence, its value read an acquire load; they only wake,
  *     they never carry data (the queue and the job do).
@@ -682,11 +686,10 @@ int cx_pool_new(cx_pool **out, const cx_pool_opts *opts)
         return CX_ENOMEM;
     }
     p->nthreads = threads;
-    /* Spare rings: together at least a full queue's worth of jobs (a
-     * burst of submits that fills the queue is followed by as many frees),
-     * 7 to 4095 each (a ck_ring keeps one slot empty). Never more memory
-     * than a full queue held at once, so never more than the pool's
-     * high-water mark. */
+    /* Spare rings: together about a full queue's worth of jobs (a burst
+     * of submits that fills the queue is followed by as many frees), 7 to
+     * 4095 each (a ck_ring keeps one slot empty): at most about twice the
+     * memory of a full queue's jobs stays with the pool between bursts. */
     p->spare_size = 8;
     while (p->spare_size < 4096 && p->spare_size <= qsize / threads)
         p->spare_size <<= 1;
