@@ -63,8 +63,9 @@ void cx__queue_unreserve(struct cx__queue *q) { ck_pr_inc_64(&q->given); }
 
 void cx__queue_unreserve_unused(struct cx__queue *q)
 {
-    /* Counted unused first: cx__queue_accepted reads `unused` before
-     * `taken`, so it never counts this place twice nor goes below. */
+    /* The place was counted in `taken` by the reservation, before this:
+     * cx__queue_accepted reads `unused` before `taken`, so it may count
+     * the place for an instant, never subtract it without having added. */
     ck_pr_inc_64(&q->unused);
     ck_pr_inc_64(&q->given);
 }
