@@ -44,7 +44,8 @@
  *   pool_job_inspected_ns   as pool_job_ns while a monitor thread calls
  *                           cx_pool_inspect on the pool every millisecond
  *                           (each call copies the running jobs' contexts)
- * BENCH_FILTER=name (or prefix*) runs only the figures named so.
+ * BENCH_FILTER=name (or prefix*), or a comma-separated list of them,
+ * runs only the figures named so.
  * Jobs that read a propagated value check it (a wrong value aborts the run:
  * the figure would be meaningless).
  *
@@ -432,16 +433,25 @@ int main(void)
     add(F_LOCAL_BOUND, 0, "pool_job_local_bound_ns");
     add(F_INSPECTED, 0, "pool_job_inspected_ns");
 
-    /* BENCH_FILTER=name (or prefix*): only those figures (for profiling). */
+    /* BENCH_FILTER=name (or prefix*), or several separated by commas:
+     * only those figures (for profiling, or a ratio and its anchor). */
     const char *filter = getenv("BENCH_FILTER");
     if (filter != NULL && *filter != '\0') {
-        size_t fl = strlen(filter);
-        bool prefix = filter[fl - 1] == '*';
         int kept = 0;
-        for (int i = 0; i < nfigs; i++)
-            if (prefix ? strncmp(figs[i].name, filter, fl - 1) == 0
-                       : strcmp(figs[i].name, filter) == 0)
+        for (int i = 0; i < nfigs; i++) {
+            bool keep = false;
+            for (const char *f = filter; *f != '\0' && !keep;) {
+                size_t fl = strcspn(f, ",");
+                bool prefix = fl > 0 && f[fl - 1] == '*';
+                if (fl > 0)
+                    keep = prefix ? strncmp(figs[i].name, f, fl - 1) == 0
+                                  : strlen(figs[i].name) == fl &&
+                                        strncmp(figs[i].name, f, fl) == 0;
+                f += fl + (f[fl] == ',');
+            }
+            if (keep)
                 figs[kept++] = figs[i];
+        }
         nfigs = kept;
     }
 

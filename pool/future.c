@@ -46,15 +46,15 @@
 #include "inspect.h"
 #include "strand.h"
 
-cx_future *cx__future_new(void *(*fn)(void *), void *arg, cx_context *ctx,
+cx_future *cx__future_new(cx_pool *pool, void *(*fn)(void *), void *arg, cx_context *ctx,
                           enum cx__job_ctx kind, bool handle, unsigned int gen)
 {
     /* The capture first: leaving CX_VAR_LOCAL variables out may allocate. */
     cx__node *root = NULL;
     if (kind == CX__JOB_SNAPSHOT && cx__capture_root(&root) != 0)
         return NULL;
-    cx_future *f = cx__malloc(sizeof(*f));
-    if (f == NULL) {
+    cx_future *f = cx__pool_job_mem(pool);
+    if (f == NULL && (f = cx__malloc(sizeof(*f))) == NULL) {
         cx__map_release(root);
         return NULL;
     }
@@ -67,7 +67,8 @@ cx_future *cx__future_new(void *(*fn)(void *), void *arg, cx_context *ctx,
     f->fn = fn;
     f->arg = arg;
     f->result = NULL;
-    f->pool = NULL;
+    f->ticket = UINT64_MAX; /* submit sets it with the job's place */
+    f->pool = pool;
     f->next = NULL;
     f->strand_ctx = NULL;
     f->strand = NULL;
@@ -77,7 +78,7 @@ cx_future *cx__future_new(void *(*fn)(void *), void *arg, cx_context *ctx,
         cx__ref_inc(&f->ref); /* the caller's */
         if (pthread_mutex_init(&f->mu, NULL) != 0) {
             cx__map_release(root);
-            cx__free(f);
+            cx__free(f); /* a spare too: the pool's rings lose nothing */
             return NULL;
         }
         cx__ec_init(&f->ec);
@@ -234,8 +235,16 @@ void cx__future_unref(cx_future *f)
         if (!cx__forkgen_stale(f->gen))
             pthread_mutex_destroy(&f->mu);
     }
-    CX__FORGET(&f->state, sizeof(f->state));
-    CX__FORGET(f, sizeof(*f));
+    /* Only helgrind and DRD keep a handoff history (two client requests
+     * that cost ~25 instructions natively, so skipped there). */
+    if (cx__detector == CX__DET_VALGRIND) {
+        CX__FORGET(&f->state, sizeof(f->state));
+        CX__FORGET(f, sizeof(*f));
+    }
+    /* The last reference dropped by a worker of f's pool: the pool is
+     * alive, and the memory may stay for its next submit (pool.c). */
+    if (f->pool != NULL && cx__pool_job_keep(f->pool, f))
+        return;
     cx__free(f);
 }
 
@@ -394,7 +403,7 @@ void cx__future_run_claimed(cx_future *f)
     if (rc == 0) {
         /* Shown to cx_pool_inspect while it runs (a worker's slot). */
         struct cx__job_mark m;
-        cx__pool_job_begin(&m, f->ctx);
+        cx__pool_job_begin_queued(&m, f->ctx, f->ticket);
         rc = cx_context_run(f->ctx, f->fn, f->arg, &result);
         cx__pool_job_end(&m); /* before the context goes */
         cx__pool_count(f->pool, rc == 0 ? CX__STAT_COMPLETED : CX__STAT_FAILED_BUSY);

@@ -15,6 +15,9 @@
  *   - References: one for the pool (taken at submit, dropped by whoever
  *     takes the job off the queue once it is finished with it) and one for
  *     the caller when it asked for a handle (dropped by cx_future_release).
+ *     The last one frees the job; when that is a worker of the job's pool,
+ *     the memory may stay with the worker for a later submit to the pool
+ *     (pool.c, "Job memory").
  *   - ctx (the context the job runs in) is owned by the job while QUEUED;
  *     the thread whose compare-and-swap leaves QUEUED takes it over: the
  *     worker releases it after running the job, a canceller at once. It is
@@ -104,6 +107,9 @@ struct cx_future {
     struct cx__strand *strand; /* submit_in jobs: a reference to ctx's strand,
                                   held until the job is freed */
     cx_scope *scope;      /* see Ownership: scope */
+    uint64_t ticket;      /* its queue place's ordinal (queue.h), written
+                             before the push: a worker's start time read
+                             after it may serve as the job's (inspect.h) */
     unsigned char kind;   /* enum cx__job_ctx */
     struct cx__listener *listeners; /* under mu */
     pthread_mutex_t mu;   /* guards listeners; the fast paths never lock */
@@ -113,15 +119,18 @@ struct cx_future {
     struct ck_ec32 ec;
 };
 
-/* A QUEUED job that will run fn(arg) in ctx. ctx is consumed on success
- * (the job owns it) and left to the caller on failure. With handle, the
- * job starts with two references (pool + caller) and can be waited on;
- * without, one (pool: fire and forget). New, or NULL (CX_ENOMEM). */
 /* Where a job runs: the caller's context, or one embedded in the job. */
 enum cx__job_ctx { CX__JOB_GIVEN, CX__JOB_SNAPSHOT, CX__JOB_EMPTY };
-CX__HIDDEN cx_future *cx__future_new(void *(*fn)(void *), void *arg, cx_context *ctx,
-                                     enum cx__job_ctx kind,
-                                     bool handle, unsigned int gen);
+/* A QUEUED job of pool (borrowed; f->pool) that will run fn(arg) in ctx.
+ * ctx is consumed on success (the job owns it) and left to the caller on
+ * failure. With handle, the job starts with two references (pool +
+ * caller) and can be waited on; without, one (pool: fire and forget).
+ * gen: the pool's fork generation.
+ * New, or NULL (CX_ENOMEM). Its memory may be a spare of pool's workers
+ * (pool.c, "Job memory"). */
+CX__HIDDEN cx_future *cx__future_new(cx_pool *pool, void *(*fn)(void *), void *arg,
+                                     cx_context *ctx, enum cx__job_ctx kind, bool handle,
+                                     unsigned int gen);
 
 /* QUEUED -> RUNNING. True: the caller runs the job and now owns f->ctx.
  * False: it was cancelled (its context is already released). */
@@ -165,5 +174,12 @@ CX__HIDDEN bool cx__future_listen(cx_future *f, struct cx__listener *l);
 CX__HIDDEN void cx__future_unlisten(cx_future *f, struct cx__listener *l);
 /* The pool whose worker the calling thread is (pool.c), or NULL. */
 CX__HIDDEN cx_pool *cx__pool_self(void);
+/* Job memory (pool.c): a block of sizeof(cx_future) a worker of p kept,
+ * now the caller's, or NULL (then malloc). */
+CX__HIDDEN void *cx__pool_job_mem(cx_pool *p);
+/* Offers the memory of a dead job of p: true if the calling thread is a
+ * worker of p and kept it (it is no longer the caller's), false if the
+ * caller must free it. */
+CX__HIDDEN bool cx__pool_job_keep(cx_pool *p, void *mem);
 
 #endif

@@ -84,6 +84,10 @@
  *     exchange / load + acquire fence, annotated on &f->state).
  *   - the last reference: refcount.h (release fence before every
  *     decrement, acquire fence before destroying, annotated on the count).
+ *   - job memory, worker -> submitter, through a worker's spare ring:
+ *     ck's release store of the ring's producer index, its acquire load
+ *     and compare-and-swap by the submitter ("Job memory" below; never
+ *     with a race detector present: block caching is off then).
  *   - the event counts: ck_ec's increment is a locked operation preceded
  *     by a store fence, its value read an acquire load; they only wake,
  *     they never carry data (the queue and the job do).
@@ -130,6 +134,7 @@
  *   - fork(): forkgen.h. A child never touches the parent's workers,
  *     event counts or mutexes.
  */
+#include <sched.h>
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
@@ -157,7 +162,18 @@ struct worker {
                           thread's (freed at its exit by the core) */
     pthread_t tid;
     struct cx__wslot slot; /* what cx_pool_inspect and stats see (inspect.h) */
+    /* The last precise start time this worker read (stamp below), and
+     * what it read just before: the queue's `taken` and the coarse
+     * clock. This thread's alone. */
+    struct timespec stamp, stamp_tick;
+    uint64_t stamp_taken;
     char pad[64];      /* keeps neighbours' ec and idle off this line */
+    /* Job memory this worker freed, for submitters to reuse ("Job
+     * memory" below): a ck_ring used SPMC (this worker pushes, submitters
+     * pop), with its own cache lines. */
+    ck_ring_t spares;
+    ck_ring_buffer_t *spare_slots; /* owned; p->spare_size slots */
+    char pad2[64];
 };
 
 struct cx_pool {
@@ -175,6 +191,7 @@ struct cx_pool {
     unsigned int gen;       /* fork generation at creation */
     unsigned int nthreads;
     unsigned int nslots;    /* workers whose slot is initialised (new) */
+    unsigned int spare_size; /* slots of each worker's spare ring */
     struct worker *workers; /* owned, nthreads entries */
     pthread_mutex_t join_lock;
     bool joined;            /* under join_lock: all workers joined */
@@ -186,12 +203,13 @@ struct cx_pool {
                                read without the lock) */
     unsigned int parked;    /* strand jobs parked or in the ready list
                                (atomic): workers do not leave while any */
-    /* Introspection (cx_pool_inspect, cx_pool_stats_get). */
+    /* Introspection (cx_pool_inspect, cx_pool_stats_get); `submitted` is
+     * the queue's count of accepted entries (queue.h). */
     uint64_t stat_other[CX__STAT_N]; /* outcomes counted by threads that
                                         are not p's workers (atomic) */
     char pad3[64];
-    uint64_t submitted;     /* jobs accepted by a submit (atomic, alone on
-                               its line: submitters only) */
+    unsigned int spare_next; /* the worker whose spares a submit tries
+                                first (atomic, a hint; submitters only) */
     char pad4[64];
 };
 
@@ -211,7 +229,51 @@ void cx__pool_count(cx_pool *p, enum cx__pool_stat what)
         ck_pr_inc_64(&p->stat_other[what]);
 }
 
-void cx__pool_job_begin(struct cx__job_mark *m, cx_context *ctx)
+/* The start time of a job of w's pool whose place has the ordinal ticket
+ * (UINT64_MAX: none known, a strand job): the worker's previous precise
+ * reading when that one is still good enough, else a new one.
+ *
+ * Good enough means both:
+ *   - ticket < stamp_taken: the job's place was reserved before the load
+ *     of `taken` that preceded the reading, so the reading came after the
+ *     submit began (any time its caller read before calling submit is not
+ *     later); and it came before this job started (it is an older one of
+ *     this worker). So the time is between the submit and the start, as a
+ *     precise reading now would be.
+ *   - the coarse clock still shows the tick it showed just before that
+ *     reading: at most one tick (CLOCK_MONOTONIC_COARSE's resolution, a
+ *     few milliseconds) has passed since.
+ * A worker running queued jobs back to back thus reads the precise clock
+ * (a vDSO call of ~40 ns, most of a trivial job's cost after the queue's)
+ * about once per tick, and the cheap coarse one (~10 ns) per job; a job
+ * submitted after the worker's last reading, or a worker back from
+ * sleeping, reads it anew.
+ *
+ * Ordering: the load of `taken` is made before the precise clock is read:
+ * the clock call is opaque to the compiler, and the vDSO orders its
+ * counter read after earlier loads (lfence or rdtscp on x86, isb on arm64);
+ * the load fence covers the rest. */
+static void stamp(struct worker *w, uint64_t ticket, struct timespec *out)
+{
+#ifdef CLOCK_MONOTONIC_COARSE
+    struct timespec tick;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &tick);
+    if (ticket < w->stamp_taken && tick.tv_nsec == w->stamp_tick.tv_nsec &&
+        tick.tv_sec == w->stamp_tick.tv_sec) {
+        *out = w->stamp;
+        return;
+    }
+    w->stamp_tick = tick;
+    w->stamp_taken = cx__queue_taken(&w->pool->q);
+    ck_pr_fence_load();
+#else
+    (void)ticket;
+#endif
+    clock_gettime(CLOCK_MONOTONIC, &w->stamp);
+    *out = w->stamp;
+}
+
+void cx__pool_job_begin_queued(struct cx__job_mark *m, cx_context *ctx, uint64_t ticket)
 {
     struct worker *w = self_worker;
     m->w = w;
@@ -224,11 +286,14 @@ void cx__pool_job_begin(struct cx__job_mark *m, cx_context *ctx)
     m->prev_started = w->slot.started;
     if (m->prev != NULL)
         cx__wslot_withdraw(&w->slot);
-    /* One clock read per job (a vDSO call, no system call): the price of
-     * cx_worker_info.started, paid whether or not anyone inspects. */
     struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
+    stamp(w, ticket, &t);
     cx__wslot_publish(&w->slot, ctx, &t);
+}
+
+void cx__pool_job_begin(struct cx__job_mark *m, cx_context *ctx)
+{
+    cx__pool_job_begin_queued(m, ctx, UINT64_MAX);
 }
 
 void cx__pool_job_end(struct cx__job_mark *m)
@@ -239,6 +304,74 @@ void cx__pool_job_end(struct cx__job_mark *m)
     cx__wslot_withdraw(&w->slot);
     if (m->prev != NULL)
         cx__wslot_publish(&w->slot, m->prev, &m->prev_started);
+}
+
+/* ------------------------------------------------------------- job memory */
+
+/* Job memory. A fire-and-forget job is allocated by its submitter and
+ * freed by the worker that ran it. With malloc that free crosses threads:
+ * it misses the worker's own cache and goes to the submitter's arena
+ * under the arena's lock, and the submitter's next malloc misses its
+ * cache too (some 350 instructions per job, and a lock both sides take).
+ * So a worker that drops the last reference to a job of its own pool
+ * keeps the memory in its spare ring (a ck_ring it alone pushes to: no
+ * locked instruction), and a submit to that pool takes it back (ck's SPMC
+ * pop: one compare-and-swap), from the worker named by spare_next or the
+ * one after it. A full ring frees, an empty one mallocs. Only while block
+ * caching is on (alloc.h: malloc/free is the allocator and no checker or
+ * sanitizer watches, so each of those sees every block's own life), and
+ * never for a pool of the parent in a fork child. The rings are emptied,
+ * with cx__free, when the pool is destroyed; a job whose last reference
+ * goes elsewhere (a caller's cx_future_release, maybe after the pool is
+ * gone) is freed as before.
+ *
+ * Ordering: everything the worker did with the job (it held the last
+ * reference: refcount.h's acquire fence ordered every other holder's
+ * accesses before) happens before ck's release store of the ring's
+ * producer index; the submitter's pop loads it with acquire semantics and
+ * wins the compare-and-swap before it writes the memory. */
+
+void *cx__pool_job_mem(cx_pool *p)
+{
+    if (!cx__caching() || cx__forkgen_stale(p->gen))
+        return NULL;
+    unsigned int n = p->nthreads;
+    unsigned int i = ck_pr_load_uint(&p->spare_next);
+    if (i >= n)
+        i = 0;
+    for (unsigned int k = 0; k < 2 && k < n; k++) {
+        struct worker *w = &p->workers[i];
+        void *mem;
+        if (ck_ring_dequeue_spmc(&w->spares, w->spare_slots, &mem)) {
+            if (k != 0)
+                ck_pr_store_uint(&p->spare_next, i);
+            return mem;
+        }
+        i = i + 1 < n ? i + 1 : 0;
+    }
+    return NULL;
+}
+
+bool cx__pool_job_keep(cx_pool *p, void *mem)
+{
+    struct worker *w = self_worker;
+    if (w == NULL || w->pool != p || !cx__caching() || cx__forkgen_stale(p->gen))
+        return false;
+    return ck_ring_enqueue_spmc(&w->spares, w->spare_slots, mem);
+}
+
+/* Frees the memory kept in every worker's spare ring (destroy). */
+static void drop_spares(cx_pool *p)
+{
+    for (unsigned int i = 0; i < p->nthreads; i++) {
+        struct worker *w = &p->workers[i];
+        void *mem;
+        if (w->spare_slots == NULL)
+            continue;
+        while (ck_ring_dequeue_spmc(&w->spares, w->spare_slots, &mem))
+            cx__free(mem);
+        cx__free(w->spare_slots);
+    }
 }
 
 /* ------------------------------------------------ SPEC 5.3 (scopes) hooks */
@@ -266,7 +399,7 @@ static void wake_space(void *arg) { cx__ec_bump(&((cx_pool *)arg)->space); }
  * `blocked` and bumps `space` after our read of the count, so the wait
  * returns. Returns early with the caller's scope: CX_ECANCELED, or
  * CX_ETIMEDOUT at its deadline. 0 with a place reserved, or a CX_E*. */
-static int wait_for_place(cx_pool *p)
+static int wait_for_place(cx_pool *p, uint64_t *ticket)
 {
     struct cx__scope_waiter sw;
     struct timespec buf;
@@ -282,7 +415,7 @@ static int wait_for_place(cx_pool *p)
             rc = CX_ESHUTDOWN;
             break;
         }
-        if (cx__queue_reserve(&p->q))
+        if (cx__queue_reserve(&p->q, ticket))
             break;
         /* The canceller stores the flag before it bumps `space`. */
         if (sw.scope != NULL && cx__scope_cancelled(sw.scope)) {
@@ -390,15 +523,20 @@ static cx_future *take(cx_pool *p)
     cx_future *f = cx__queue_pop(&p->q);
     if (f == NULL)
         return NULL;
-    bool empty = cx__queue_unreserve(&p->q);
+    cx__queue_unreserve(&p->q);
     /* The give-back above is a locked operation: a submitter that
      * registered in `blocked` before it is seen here, and one that
      * registers after it finds the place (see submit). */
     ck_pr_fence_atomic_load();
     if (ck_pr_load_uint(&p->blocked) != 0)
         cx__ec_bump(&p->space);
-    if (empty && (ck_pr_load_uint(&p->flags) & CX__P_CLOSED))
-        wake_all(p); /* let the sleeping workers see the end */
+    /* Let the sleeping workers see the end. Of the give-backs that empty
+     * a closed pool, the last one's look sees no place taken (a place
+     * taken meanwhile belongs to a submitter that wakes all itself when
+     * refused, or to a job of the pool's own, whose worker takes it). The
+     * submitters' line is read only once the pool is closed. */
+    if ((ck_pr_load_uint(&p->flags) & CX__P_CLOSED) && cx__queue_reserved(&p->q) == 0)
+        wake_all(p);
     return f;
 }
 
@@ -417,6 +555,18 @@ static void *worker_main(void *arg)
         if (f == NULL) {
             if (finished(p))
                 break;
+            /* Give the CPU to whoever else is ready to run on it (most
+             * often the submitter, with more CPU-bound threads than CPUs)
+             * and look once more before announcing the sleep: a worker
+             * that drains the queue faster than it fills would otherwise
+             * sleep and be woken for nearly every job, a futex wait and
+             * wake (two context switches, and the waker's system call)
+             * each time. With nobody else ready, the yield returns at
+             * once. Once, not in a loop: an idle pool does not poll. */
+            sched_yield();
+            f = take(p);
+        }
+        if (f == NULL) {
             /* Read our count, raise our flag, announce the sleep
              * (locked), then look again: a submitter that pushed before
              * the announcement is seen by this second look; one that
@@ -474,8 +624,8 @@ static void destroy(cx_pool *p)
     }
     for (unsigned int i = 0; i < p->nslots; i++)
         cx__wslot_destroy(&p->workers[i].slot);
+    drop_spares(p);
     CX__CK_TRACKED(&p->space, sizeof(p->space));
-    CX__CK_TRACKED(&p->submitted, sizeof(p->submitted));
     CX__CK_TRACKED(p->stat_other, sizeof(p->stat_other));
     cx__queue_destroy(&p->q);
     cx__free(p->workers);
@@ -549,9 +699,26 @@ int cx_pool_new(cx_pool **out, const cx_pool_opts *opts)
         return CX_ENOMEM;
     }
     p->nthreads = threads;
-    CX__CK_UNTRACKED(&p->submitted, sizeof(p->submitted));
+    /* Spare rings: together about a full queue's worth of jobs (a burst
+     * of submits that fills the queue is followed by as many frees), 7 to
+     * 4095 each (a ck_ring keeps one slot empty): at most about twice the
+     * memory of a full queue's jobs stays with the pool between bursts. */
+    p->spare_size = 8;
+    while (p->spare_size < 4096 && p->spare_size <= qsize / threads)
+        p->spare_size <<= 1;
     CX__CK_UNTRACKED(p->stat_other, sizeof(p->stat_other));
+    for (unsigned int i = 0; i < threads; i++)
+        p->workers[i].spare_slots = NULL;
     for (unsigned int i = 0; i < threads; i++) {
+        struct worker *w = &p->workers[i];
+        w->spare_slots = cx__malloc(p->spare_size * sizeof(*w->spare_slots));
+        if (w->spare_slots == NULL) {
+            while (i-- > 0)
+                cx__tstate_free(p->workers[i].st);
+            destroy(p);
+            return CX_ENOMEM;
+        }
+        ck_ring_init(&w->spares, p->spare_size);
         if (cx__wslot_init(&p->workers[i].slot) != 0) {
             while (i-- > 0)
                 cx__tstate_free(p->workers[i].st);
@@ -561,6 +728,8 @@ int cx_pool_new(cx_pool **out, const cx_pool_opts *opts)
         p->nslots++;
         p->workers[i].pool = p;
         p->workers[i].idle = 0;
+        p->workers[i].stamp_taken = 0; /* no reading yet: none is reused */
+        p->workers[i].stamp = p->workers[i].stamp_tick = (struct timespec){0, 0};
         cx__ec_init(&p->workers[i].ec);
         CX__CK_UNTRACKED(&p->workers[i].ec, sizeof(p->workers[i].ec));
         CX__CK_UNTRACKED(&p->workers[i].idle, sizeof(p->workers[i].idle));
@@ -618,23 +787,23 @@ static int submit(cx_pool *p, enum cx__job_ctx kind, cx_context *ctx, void *(*fn
         cx_context_release(ctx);
         return CX_ENOMEM;
     }
-    cx_future *f = cx__future_new(fn, arg, ctx, kind, fut != NULL, p->gen);
+    /* f->pool = p also lets a waiting worker of p run it inline. */
+    cx_future *f = cx__future_new(p, fn, arg, ctx, kind, fut != NULL, p->gen);
     if (f == NULL) {
         cx_context_release(ctx);
         return CX_ENOMEM;
     }
-    f->pool = p; /* also lets a waiting worker of p run it inline */
     if (strand != NULL) {
         f->strand_ctx = cx_context_retain(ctx);
         f->strand = cx__strand_retain(strand);
     }
     int rc;
-    if (!cx__queue_reserve(&p->q)) {
+    if (!cx__queue_reserve(&p->q, &f->ticket)) {
         if (!block) {
             rc = CX_EAGAIN;
             goto fail;
         }
-        rc = wait_for_place(p);
+        rc = wait_for_place(p, &f->ticket);
         if (rc != 0)
             goto fail;
     }
@@ -642,13 +811,13 @@ static int submit(cx_pool *p, enum cx__job_ctx kind, cx_context *ctx, void *(*fn
      * lose a job" above. */
     ck_pr_fence_atomic_load();
     if (refuses(p)) {
-        (void)cx__queue_unreserve(&p->q);
+        cx__queue_unreserve_unused(&p->q);
         wake_all(p);
         rc = CX_ESHUTDOWN;
         goto fail;
     }
-    /* Counted before the push: nobody sees it complete uncounted. */
-    ck_pr_inc_64(&p->submitted);
+    /* Counted as submitted by its reservation (queue.h), before the
+     * push: nobody sees it complete uncounted. */
     if (fut != NULL)
         *fut = f; /* before the push: afterwards f may complete any time */
     if (strand != NULL)
@@ -671,8 +840,10 @@ void cx__pool_push(cx_pool *p, cx_future *f)
     cx__queue_push(&p->q, f);
     /* The push ends with a plain store: a full fence orders it before the
      * read of `idle` (see worker_main). No idle worker: no bump, no shared
-     * write. */
-    ck_pr_fence_memory();
+     * write. The C11 sequentially consistent fence is a locked no-op on
+     * the stack on x86-64 (ck_pr_fence_memory's mfence costs more, and
+     * orders nothing more that matters here: no non-temporal stores). */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
     if (ck_pr_load_uint(&p->idle) != 0)
         wake_one(p);
 }
@@ -781,7 +952,7 @@ static void free_stale(cx_pool *p)
 {
     cx_future *f;
     while ((f = cx__queue_pop(&p->q)) != NULL) {
-        (void)cx__queue_unreserve(&p->q);
+        cx__queue_unreserve(&p->q);
         (void)cx__future_cancel_queued(f, false);
         cx__future_unref(f);
     }
@@ -858,7 +1029,7 @@ int cx_pool_stats_get(cx_pool *p, cx_pool_stats *out)
             sum[k] += cx__wslot_counter(s, (enum cx__pool_stat)k);
         running += cx__wslot_busy(s);
     }
-    out->submitted = ck_pr_load_64(&p->submitted);
+    out->submitted = cx__queue_accepted(&p->q);
     out->completed = sum[CX__STAT_COMPLETED];
     out->cancelled = sum[CX__STAT_CANCELLED];
     out->timed_out = sum[CX__STAT_TIMED_OUT];

@@ -241,6 +241,97 @@ static void started_is_the_jobs_start(void **state)
     cx_event_destroy(&g.go);
 }
 
+/* A worker may reuse its last precise clock reading for the next job,
+ * but never for a job submitted after that reading: B, submitted while A
+ * runs, shows a time of its own, not before its submit. Repeated: rounds
+ * take microseconds, so a reuse within one coarse tick would show. */
+static void started_not_before_submit(void **state)
+{
+    (void)state;
+    cx_pool *p;
+    cx_pool_opts o = {.threads = 1};
+    assert_int_equal(cx_pool_new(&p, &o), 0);
+    for (int round = 0; round < 20; round++) {
+        gate a, b;
+        cx_event_init(&a.started);
+        cx_event_init(&a.go);
+        cx_event_init(&b.started);
+        cx_event_init(&b.go);
+        cx_future *fa, *fb;
+        submit_with_req(p, 1, blocking_job, &a, &fa);
+        assert_true(cx_event_wait(&a.started, 1));
+        int64_t t0 = now_ns();
+        submit_with_req(p, 2, blocking_job, &b, &fb);
+        cx_event_post(&a.go);
+        assert_true(cx_event_wait(&b.started, 1));
+        int64_t t1 = now_ns();
+        snap s = {0};
+        assert_int_equal(cx_pool_inspect(p, record, &s), 0);
+        assert_true(s.busy[0]);
+        assert_ptr_equal(s.req[0], TAG(2));
+        assert_true(s.started[0] >= t0 && s.started[0] <= t1);
+        cx_event_post(&b.go);
+        assert_int_equal(cx_future_result(fa, NULL), 0);
+        assert_int_equal(cx_future_result(fb, NULL), 0);
+        cx_future_release(fa);
+        cx_future_release(fb);
+        cx_event_destroy(&a.started);
+        cx_event_destroy(&a.go);
+        cx_event_destroy(&b.started);
+        cx_event_destroy(&b.go);
+    }
+    cx_pool_free(p);
+}
+
+/* A reading is reused for at most one tick of the coarse clock: B, queued
+ * before A started (so it may take A's reading), starts after A ran for
+ * several ticks and shows a time within a tick of its start, not A's. */
+static void started_not_reused_across_ticks(void **state)
+{
+    (void)state;
+    struct timespec res = {0, 10000000};
+#ifdef CLOCK_MONOTONIC_COARSE
+    (void)clock_getres(CLOCK_MONOTONIC_COARSE, &res);
+#endif
+    int64_t tick = ns_of(res);
+    cx_pool *p;
+    cx_pool_opts o = {.threads = 1};
+    assert_int_equal(cx_pool_new(&p, &o), 0);
+    gate x, a, b;
+    gate *gs[] = {&x, &a, &b};
+    for (int i = 0; i < 3; i++) {
+        cx_event_init(&gs[i]->started);
+        cx_event_init(&gs[i]->go);
+    }
+    cx_future *f[3];
+    submit_with_req(p, 1, blocking_job, &x, &f[0]);
+    assert_true(cx_event_wait(&x.started, 1));
+    submit_with_req(p, 2, blocking_job, &a, &f[1]);
+    submit_with_req(p, 3, blocking_job, &b, &f[2]);
+    cx_event_post(&x.go);
+    assert_true(cx_event_wait(&a.started, 1));
+    /* A runs for three ticks and more (a duration, not an ordering). */
+    int64_t d = 3 * tick + 5000000;
+    nanosleep(&(struct timespec){(time_t)(d / 1000000000), (long)(d % 1000000000)}, NULL);
+    int64_t t_release = now_ns();
+    cx_event_post(&a.go);
+    assert_true(cx_event_wait(&b.started, 1));
+    snap s = {0};
+    assert_int_equal(cx_pool_inspect(p, record, &s), 0);
+    assert_true(s.busy[0]);
+    assert_ptr_equal(s.req[0], TAG(3));
+    assert_true(s.started[0] >= t_release - tick);
+    assert_true(s.started[0] <= now_ns());
+    cx_event_post(&b.go);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(cx_future_result(f[i], NULL), 0);
+        cx_future_release(f[i]);
+        cx_event_destroy(&gs[i]->started);
+        cx_event_destroy(&gs[i]->go);
+    }
+    cx_pool_free(p);
+}
+
 static void inspect_stops_at_first_nonzero(void **state)
 {
     (void)state;
@@ -464,6 +555,8 @@ int main(void)
         cmocka_unit_test_teardown(idle_pool, base_context_is_empty),
         cmocka_unit_test_teardown(busy_workers_show_their_request, base_context_is_empty),
         cmocka_unit_test_teardown(started_is_the_jobs_start, base_context_is_empty),
+        cmocka_unit_test_teardown(started_not_before_submit, base_context_is_empty),
+        cmocka_unit_test_teardown(started_not_reused_across_ticks, base_context_is_empty),
         cmocka_unit_test_teardown(inspect_stops_at_first_nonzero, base_context_is_empty),
         cmocka_unit_test_teardown(stats_count_each_outcome, base_context_is_empty),
         cmocka_unit_test_teardown(strands_never_fail_busy, base_context_is_empty),
