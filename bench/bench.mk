@@ -19,7 +19,8 @@
 # core figures and 25 for the noisier pool ones),
 # BENCH_SAMPLE_MS (length of one core sample, default 12), BENCH_VERBOSE=1
 # (spread of the samples on stderr), BENCH_FILTER=name or prefix* (only
-# those figures, to profile one: e.g. with perf record on the program).
+# those figures, to profile one: e.g. with perf record on the program;
+# bench_pool also takes a comma-separated list of them).
 #
 # The programs link against the shared library exactly as users do
 # (-L$(B) -lcxvars, found at run time through an $ORIGIN rpath), see only
