@@ -35,7 +35,7 @@
  * Design
  * ======================================================================
  * A job and its future are one refcounted object (future.h). The queue
- * (queue.h) is a bounded ck_ring used MPMC, plus a counter of reserved
+ * (queue.h) is a bounded ring used MPMC, plus a counter of reserved
  * places that makes exactly queue_size jobs fit. Each idle worker sleeps
  * on its own event count (so a submit wakes one worker, not all of them),
  * submitters facing a full queue on the "space" event count (sleep.h:
@@ -73,9 +73,9 @@
  * Memory ordering of each handoff (every one is also announced to
  * helgrind/DRD/TSan through annotate.h, on the address named):
  *   - submitter -> worker, through the queue: the submitter writes the job,
- *     then CX__HAPPENS_BEFORE(job) and the ring's release store of its
- *     producer index; the worker's acquire load of that index, winning
- *     compare-and-swap of the consumer index, then CX__HAPPENS_AFTER(job).
+ *     then CX__HAPPENS_BEFORE(job) and the release store of the job into
+ *     its ring slot; the worker's load of the slot and load fence, winning
+ *     compare-and-swap of the ring's head, then CX__HAPPENS_AFTER(job).
  *   - the context: entered with cx_context_run's compare-and-swap
  *     (acquire, annotated on &ctx->entered) and left with an exchange
  *     (annotated likewise): the job's writes are visible to whoever enters
@@ -93,9 +93,9 @@
  *     they never carry data (the queue and the job do).
  *
  * Why it cannot lose a job, hang or deadlock:
- *   - A place is reserved before the push and given back after the pop,
+ *   - A place is reserved before the push and given back by the pop,
  *     so the ring never holds more than queue_size entries and a push
- *     never fails.
+ *     never waits (queue.h).
  *   - Sleeping without a lost wake-up, and without a shared write per job
  *     while nobody sleeps: a thread about to sleep first announces it in
  *     a counter (`idle` for workers, `blocked` for submitters) with a
@@ -134,6 +134,7 @@
  *   - fork(): forkgen.h. A child never touches the parent's workers,
  *     event counts or mutexes.
  */
+#include <ck_ring.h>
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
@@ -523,8 +524,7 @@ static cx_future *take(cx_pool *p)
     cx_future *f = cx__queue_pop(&p->q);
     if (f == NULL)
         return NULL;
-    cx__queue_unreserve(&p->q);
-    /* The give-back above is a locked operation: a submitter that
+    /* The pop gave the place back with a locked operation: a submitter that
      * registered in `blocked` before it is seen here, and one that
      * registers after it finds the place (see submit). */
     ck_pr_fence_atomic_load();
@@ -952,7 +952,6 @@ static void free_stale(cx_pool *p)
 {
     cx_future *f;
     while ((f = cx__queue_pop(&p->q)) != NULL) {
-        cx__queue_unreserve(&p->q);
         (void)cx__future_cancel_queued(f, false);
         cx__future_unref(f);
     }
