@@ -85,9 +85,10 @@
  *   - the last reference: refcount.h (release fence before every
  *     decrement, acquire fence before destroying, annotated on the count).
  *   - job memory, worker -> submitter, through a worker's spare ring:
- *     ck's release store of the ring's producer index, its acquire load
- *     and compare-and-swap by the submitter ("Job memory" below; never
- *     with a race detector present: block caching is off then).
+ *     the worker's release store of the ring's published count, the
+ *     submitter's load and load fence, its compare-and-swap ("Job
+ *     memory" below; never with a race detector present: block caching
+ *     is off then).
  *   - the event counts: ck_ec's increment is a locked operation preceded
  *     by a store fence, its value read an acquire load; they only wake,
  *     they never carry data (the queue and the job do).
@@ -134,7 +135,6 @@
  *   - fork(): forkgen.h. A child never touches the parent's workers,
  *     event counts or mutexes.
  */
-#include <ck_ring.h>
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
@@ -170,11 +170,19 @@ struct worker {
     uint64_t stamp_taken;
     char pad[64];      /* keeps neighbours' ec and idle off this line */
     /* Job memory this worker freed, for submitters to reuse ("Job
-     * memory" below): a ck_ring used SPMC (this worker pushes, submitters
-     * pop), with its own cache lines. */
-    ck_ring_t spares;
-    ck_ring_buffer_t *spare_slots; /* owned; p->spare_size slots */
+     * memory" below): a ring this worker fills and submitters empty.
+     * This worker's own words first (on its line above), then the
+     * published count and the takers' count, each on its own line. */
+    void **spare_slots;        /* owned; p->spare_size slots */
+    unsigned int spare_fill;   /* slots ever filled (this worker's) */
+    unsigned int spare_seen;   /* a value spare_took had (this worker's) */
     char pad2[64];
+    unsigned int spare_pub;    /* slots ever published (atomic): filled
+                                  ones, SPARE_BATCH at a time */
+    char pad3[64];
+    unsigned int spare_took;   /* slots ever emptied (atomic; submitters,
+                                  compare-and-swap) */
+    char pad4[64];
 };
 
 struct cx_pool {
@@ -315,38 +323,61 @@ void cx__pool_job_end(struct cx__job_mark *m)
  * under the arena's lock, and the submitter's next malloc misses its
  * cache too (some 350 instructions per job, and a lock both sides take).
  * So a worker that drops the last reference to a job of its own pool
- * keeps the memory in its spare ring (a ck_ring it alone pushes to: no
- * locked instruction), and a submit to that pool takes it back (ck's SPMC
- * pop: one compare-and-swap), from the worker named by spare_next or the
- * one after it. A full ring frees, an empty one mallocs. Only while block
- * caching is on (alloc.h: malloc/free is the allocator and no checker or
- * sanitizer watches, so each of those sees every block's own life), and
- * never for a pool of the parent in a fork child. The rings are emptied,
- * with cx__free, when the pool is destroyed; a job whose last reference
- * goes elsewhere (a caller's cx_future_release, maybe after the pool is
- * gone) is freed as before.
+ * keeps the memory in its spare ring (no locked instruction), and a
+ * submit to that pool takes it back (one compare-and-swap), from the
+ * worker named by spare_next or the one after it. A full ring frees, an
+ * empty one mallocs. Only while block caching is on (alloc.h: malloc/free
+ * is the allocator and no checker or sanitizer watches, so each of those
+ * sees every block's own life), and never for a pool of the parent in a
+ * fork child. The rings are emptied, with cx__free, when the pool is
+ * destroyed; a job whose last reference goes elsewhere (a caller's
+ * cx_future_release, maybe after the pool is gone) is freed as before.
+ *
+ * The ring, per worker: the worker fills slots (spare_fill, its own) and
+ * publishes them SPARE_BATCH at a time (spare_pub); submitters take
+ * published slots (spare_took, compare-and-swap; a slot is read before
+ * the compare-and-swap that claims it, ck_ring's way). Publishing in
+ * batches moves the published count's line, and the slots' lines, to a
+ * submitter once per batch instead of once per job; the worker checks
+ * room against its copy of spare_took (spare_seen, never above it) and
+ * reads spare_took itself only when the copy says full. Up to
+ * SPARE_BATCH - 1 blocks wait unpublished: only memory, no job waits on
+ * them (a submit that finds nothing published mallocs).
  *
  * Ordering: everything the worker did with the job (it held the last
  * reference: refcount.h's acquire fence ordered every other holder's
- * accesses before) happens before ck's release store of the ring's
- * producer index; the submitter's pop loads it with acquire semantics and
- * wins the compare-and-swap before it writes the memory. */
+ * accesses before) happens before its store fence and release of
+ * spare_pub; the submitter loads spare_pub, then a load fence, reads the
+ * slot and wins the compare-and-swap before it writes the memory. The
+ * worker refills a slot only after it has read a spare_took past it,
+ * followed by an acquire fence (load-load and load-store): the taker read
+ * that slot before its compare-and-swap. */
+
+#define SPARE_BATCH 8u
 
 void *cx__pool_job_mem(cx_pool *p)
 {
     if (!cx__caching() || cx__forkgen_stale(p->gen))
         return NULL;
     unsigned int n = p->nthreads;
+    unsigned int mask = p->spare_size - 1;
     unsigned int i = ck_pr_load_uint(&p->spare_next);
     if (i >= n)
         i = 0;
     for (unsigned int k = 0; k < 2 && k < n; k++) {
         struct worker *w = &p->workers[i];
-        void *mem;
-        if (ck_ring_dequeue_spmc(&w->spares, w->spare_slots, &mem)) {
-            if (k != 0)
-                ck_pr_store_uint(&p->spare_next, i);
-            return mem;
+        unsigned int c = ck_pr_load_uint(&w->spare_took);
+        for (;;) {
+            ck_pr_fence_load();
+            if (c == ck_pr_load_uint(&w->spare_pub))
+                break;
+            ck_pr_fence_load();
+            void *mem = ck_pr_load_ptr(&w->spare_slots[c & mask]);
+            if (ck_pr_cas_uint_value(&w->spare_took, c, c + 1, &c)) {
+                if (k != 0)
+                    ck_pr_store_uint(&p->spare_next, i);
+                return mem;
+            }
         }
         i = i + 1 < n ? i + 1 : 0;
     }
@@ -358,19 +389,32 @@ bool cx__pool_job_keep(cx_pool *p, void *mem)
     struct worker *w = self_worker;
     if (w == NULL || w->pool != p || !cx__caching() || cx__forkgen_stale(p->gen))
         return false;
-    return ck_ring_enqueue_spmc(&w->spares, w->spare_slots, mem);
+    unsigned int f = w->spare_fill;
+    if (f - w->spare_seen >= p->spare_size) {
+        w->spare_seen = ck_pr_load_uint(&w->spare_took);
+        ck_pr_fence_acquire();
+        if (f - w->spare_seen >= p->spare_size)
+            return false;
+    }
+    ck_pr_store_ptr(&w->spare_slots[f & (p->spare_size - 1)], mem);
+    w->spare_fill = ++f;
+    if (f % SPARE_BATCH == 0) {
+        ck_pr_fence_store();
+        ck_pr_store_uint(&w->spare_pub, f);
+    }
+    return true;
 }
 
-/* Frees the memory kept in every worker's spare ring (destroy). */
+/* Frees the memory kept in every worker's spare ring, published or not
+ * (destroy: the workers are gone, or never ran). */
 static void drop_spares(cx_pool *p)
 {
     for (unsigned int i = 0; i < p->nthreads; i++) {
         struct worker *w = &p->workers[i];
-        void *mem;
         if (w->spare_slots == NULL)
             continue;
-        while (ck_ring_dequeue_spmc(&w->spares, w->spare_slots, &mem))
-            cx__free(mem);
+        for (unsigned int c = w->spare_took; c != w->spare_fill; c++)
+            cx__free(w->spare_slots[c & (p->spare_size - 1)]);
         cx__free(w->spare_slots);
     }
 }
@@ -700,15 +744,18 @@ int cx_pool_new(cx_pool **out, const cx_pool_opts *opts)
     }
     p->nthreads = threads;
     /* Spare rings: together about a full queue's worth of jobs (a burst
-     * of submits that fills the queue is followed by as many frees), 7 to
-     * 4095 each (a ck_ring keeps one slot empty): at most about twice the
-     * memory of a full queue's jobs stays with the pool between bursts. */
-    p->spare_size = 8;
+     * of submits that fills the queue is followed by as many frees), 16
+     * to 4096 each (two batches at least): at most about twice the memory
+     * of a full queue's jobs stays with the pool between bursts. */
+    p->spare_size = 16;
     while (p->spare_size < 4096 && p->spare_size <= qsize / threads)
         p->spare_size <<= 1;
     CX__CK_UNTRACKED(p->stat_other, sizeof(p->stat_other));
-    for (unsigned int i = 0; i < threads; i++)
+    for (unsigned int i = 0; i < threads; i++) {
         p->workers[i].spare_slots = NULL;
+        p->workers[i].spare_fill = p->workers[i].spare_seen = 0;
+        p->workers[i].spare_pub = p->workers[i].spare_took = 0;
+    }
     for (unsigned int i = 0; i < threads; i++) {
         struct worker *w = &p->workers[i];
         w->spare_slots = cx__malloc(p->spare_size * sizeof(*w->spare_slots));
@@ -718,7 +765,6 @@ int cx_pool_new(cx_pool **out, const cx_pool_opts *opts)
             destroy(p);
             return CX_ENOMEM;
         }
-        ck_ring_init(&w->spares, p->spare_size);
         if (cx__wslot_init(&p->workers[i].slot) != 0) {
             while (i-- > 0)
                 cx__tstate_free(p->workers[i].st);
