@@ -132,6 +132,14 @@ CX__HIDDEN cx_future *cx__future_new(cx_pool *pool, void *(*fn)(void *), void *a
                                      cx_context *ctx, enum cx__job_ctx kind, bool handle,
                                      unsigned int gen);
 
+/* A job alone: no handle (fire and forget) and no strand. Once queued,
+ * such a job is reached only through the pool's reference, by the one
+ * thread that took it off the queue (no waiter, listener, group, strand
+ * or inline run can find it), so claiming it, completing it and dropping
+ * that last reference need no locked instruction (future.c). The queue's
+ * handoff orders the submitter's writes before the taker's. */
+static inline bool cx__future_alone(const cx_future *f) { return !f->sync && f->strand == NULL; }
+
 /* QUEUED -> RUNNING. True: the caller runs the job and now owns f->ctx.
  * False: it was cancelled (its context is already released). */
 CX__HIDDEN bool cx__future_claim(cx_future *f);
