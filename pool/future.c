@@ -67,7 +67,6 @@ cx_future *cx__future_new(cx_pool *pool, void *(*fn)(void *), void *arg, cx_cont
     f->fn = fn;
     f->arg = arg;
     f->result = NULL;
-    f->ticket = UINT64_MAX; /* submit sets it with the job's place */
     f->pool = pool;
     f->next = NULL;
     f->strand_ctx = NULL;
@@ -415,7 +414,7 @@ void cx__future_run_claimed(cx_future *f)
     if (rc == 0) {
         /* Shown to cx_pool_inspect while it runs (a worker's slot). */
         struct cx__job_mark m;
-        cx__pool_job_begin_queued(&m, f->ctx, f->ticket);
+        cx__pool_job_begin_queued(&m, f->ctx, f);
         rc = cx_context_run(f->ctx, f->fn, f->arg, &result);
         cx__pool_job_end(&m); /* before the context goes */
         cx__pool_count(f->pool, rc == 0 ? CX__STAT_COMPLETED : CX__STAT_FAILED_BUSY);

@@ -107,9 +107,6 @@ struct cx_future {
     struct cx__strand *strand; /* submit_in jobs: a reference to ctx's strand,
                                   held until the job is freed */
     cx_scope *scope;      /* see Ownership: scope */
-    uint64_t ticket;      /* its queue place's ordinal (queue.h), written
-                             before the push: a worker's start time read
-                             after it may serve as the job's (inspect.h) */
     unsigned char kind;   /* enum cx__job_ctx */
     struct cx__listener *listeners; /* under mu */
     pthread_mutex_t mu;   /* guards listeners; the fast paths never lock */

@@ -164,10 +164,14 @@ struct worker {
     pthread_t tid;
     struct cx__wslot slot; /* what cx_pool_inspect and stats see (inspect.h) */
     /* The last precise start time this worker read (stamp below), and
-     * what it read just before: the queue's `taken` and the coarse
-     * clock. This thread's alone. */
+     * what it learnt just before: the coarse clock, and that the queue's
+     * positions below stamp_end were pushed. The job it took off the
+     * queue last, and from which position (UINT64_MAX: none), until that
+     * job begins. This thread's alone. */
     struct timespec stamp, stamp_tick;
-    uint64_t stamp_taken;
+    uint64_t stamp_end;
+    const void *popped;
+    uint64_t popped_pos;
     char pad[64];      /* keeps neighbours' ec and idle off this line */
     /* Job memory this worker freed, for submitters to reuse ("Job
      * memory" below): a ring this worker fills and submitters empty.
@@ -238,57 +242,66 @@ void cx__pool_count(cx_pool *p, enum cx__pool_stat what)
         ck_pr_inc_64(&p->stat_other[what]);
 }
 
-/* The start time of a job of w's pool whose place has the ordinal ticket
- * (UINT64_MAX: none known, a strand job): the worker's previous precise
- * reading when that one is still good enough, else a new one.
+/* The start time of a job of w's pool that it took off the queue from
+ * position pos (UINT64_MAX: none known, a strand job or one run inline):
+ * the worker's previous precise reading when that one is still good
+ * enough, else a new one.
  *
  * Good enough means both:
- *   - ticket < stamp_taken: the job's place was reserved before the load
- *     of `taken` that preceded the reading, so the reading came after the
- *     submit began (any time its caller read before calling submit is not
- *     later); and it came before this job started (it is an older one of
- *     this worker). So the time is between the submit and the start, as a
+ *   - pos < stamp_end: the job had been pushed, so its submit had begun,
+ *     before the loads that preceded the reading (queue.h,
+ *     cx__queue_pushed_end); so the reading came after the submit began
+ *     (any time its caller read before calling submit is not later); and
+ *     it came before this job started (it is an older one of this
+ *     worker). So the time is between the submit and the start, as a
  *     precise reading now would be.
  *   - the coarse clock still shows the tick it showed just before that
  *     reading: at most one tick (CLOCK_MONOTONIC_COARSE's resolution, a
  *     few milliseconds) has passed since.
  * A worker running queued jobs back to back thus reads the precise clock
  * (a vDSO call of ~40 ns, most of a trivial job's cost after the queue's)
- * about once per tick, and the cheap coarse one (~10 ns) per job; a job
- * submitted after the worker's last reading, or a worker back from
- * sleeping, reads it anew.
+ * about once per run of jobs it finds pushed on one cache line of the
+ * queue, and the cheap coarse one (~10 ns) per job; a job pushed after
+ * the worker's last reading, or a worker back from sleeping, reads it
+ * anew. What it learns comes from the queue's slots, which it reads
+ * anyway: no load of a counter the submitters write per job (that line
+ * would travel to the worker and back for every submit).
  *
- * Ordering: the load of `taken` is made before the precise clock is read:
+ * Ordering: the slot loads are made before the precise clock is read:
  * the clock call is opaque to the compiler, and the vDSO orders its
  * counter read after earlier loads (lfence or rdtscp on x86, isb on arm64);
  * the load fence covers the rest. */
-static void stamp(struct worker *w, uint64_t ticket, struct timespec *out)
+static void stamp(struct worker *w, uint64_t pos, struct timespec *out)
 {
 #ifdef CLOCK_MONOTONIC_COARSE
     struct timespec tick;
     clock_gettime(CLOCK_MONOTONIC_COARSE, &tick);
-    if (ticket < w->stamp_taken && tick.tv_nsec == w->stamp_tick.tv_nsec &&
+    if (pos < w->stamp_end && tick.tv_nsec == w->stamp_tick.tv_nsec &&
         tick.tv_sec == w->stamp_tick.tv_sec) {
         *out = w->stamp;
         return;
     }
     w->stamp_tick = tick;
-    w->stamp_taken = cx__queue_taken(&w->pool->q);
+    w->stamp_end = pos != UINT64_MAX ? cx__queue_pushed_end(&w->pool->q, pos) : 0;
     ck_pr_fence_load();
 #else
-    (void)ticket;
+    (void)pos;
 #endif
     clock_gettime(CLOCK_MONOTONIC, &w->stamp);
     *out = w->stamp;
 }
 
-void cx__pool_job_begin_queued(struct cx__job_mark *m, cx_context *ctx, uint64_t ticket)
+void cx__pool_job_begin_queued(struct cx__job_mark *m, cx_context *ctx, const void *job)
 {
     struct worker *w = self_worker;
     m->w = w;
     m->prev = NULL;
     if (w == NULL)
         return;
+    /* Only the job just taken off the queue has a known position; it
+     * begins once. */
+    uint64_t pos = job == w->popped ? w->popped_pos : UINT64_MAX;
+    w->popped = NULL;
     /* A job run inside another (a wait that runs queued work inline)
      * shows for its duration, then the outer one again. */
     m->prev = ck_pr_load_ptr(&w->slot.ctx);
@@ -296,13 +309,13 @@ void cx__pool_job_begin_queued(struct cx__job_mark *m, cx_context *ctx, uint64_t
     if (m->prev != NULL)
         cx__wslot_withdraw(&w->slot);
     struct timespec t;
-    stamp(w, ticket, &t);
+    stamp(w, pos, &t);
     cx__wslot_publish(&w->slot, ctx, &t);
 }
 
 void cx__pool_job_begin(struct cx__job_mark *m, cx_context *ctx)
 {
-    cx__pool_job_begin_queued(m, ctx, UINT64_MAX);
+    cx__pool_job_begin_queued(m, ctx, NULL);
 }
 
 void cx__pool_job_end(struct cx__job_mark *m)
@@ -444,7 +457,7 @@ static void wake_space(void *arg) { cx__ec_bump(&((cx_pool *)arg)->space); }
  * `blocked` and bumps `space` after our read of the count, so the wait
  * returns. Returns early with the caller's scope: CX_ECANCELED, or
  * CX_ETIMEDOUT at its deadline. 0 with a place reserved, or a CX_E*. */
-static int wait_for_place(cx_pool *p, uint64_t *ticket)
+static int wait_for_place(cx_pool *p)
 {
     struct cx__scope_waiter sw;
     struct timespec buf;
@@ -460,7 +473,7 @@ static int wait_for_place(cx_pool *p, uint64_t *ticket)
             rc = CX_ESHUTDOWN;
             break;
         }
-        if (cx__queue_reserve(&p->q, ticket))
+        if (cx__queue_reserve(&p->q))
             break;
         /* The canceller stores the flag before it bumps `space`. */
         if (sw.scope != NULL && cx__scope_cancelled(sw.scope)) {
@@ -565,9 +578,14 @@ static cx_future *take(cx_pool *p)
             return r;
         }
     }
-    cx_future *f = cx__queue_pop(&p->q);
+    uint64_t pos;
+    cx_future *f = cx__queue_pop(&p->q, &pos);
     if (f == NULL)
         return NULL;
+    if (self_worker != NULL) { /* the start time's hint (stamp) */
+        self_worker->popped = f;
+        self_worker->popped_pos = pos;
+    }
     /* The pop gave the place back with a locked operation: a submitter that
      * registered in `blocked` before it is seen here, and one that
      * registers after it finds the place (see submit). */
@@ -632,6 +650,7 @@ static void *worker_main(void *arg)
                 continue;
         }
         handle(p, f);
+        w->popped = NULL; /* f may be gone, its memory reused */
     }
     self_pool = NULL;
     self_worker = NULL;
@@ -774,7 +793,9 @@ int cx_pool_new(cx_pool **out, const cx_pool_opts *opts)
         p->nslots++;
         p->workers[i].pool = p;
         p->workers[i].idle = 0;
-        p->workers[i].stamp_taken = 0; /* no reading yet: none is reused */
+        p->workers[i].stamp_end = 0; /* no reading yet: none is reused */
+        p->workers[i].popped = NULL;
+        p->workers[i].popped_pos = UINT64_MAX;
         p->workers[i].stamp = p->workers[i].stamp_tick = (struct timespec){0, 0};
         cx__ec_init(&p->workers[i].ec);
         CX__CK_UNTRACKED(&p->workers[i].ec, sizeof(p->workers[i].ec));
@@ -844,12 +865,12 @@ static int submit(cx_pool *p, enum cx__job_ctx kind, cx_context *ctx, void *(*fn
         f->strand = cx__strand_retain(strand);
     }
     int rc;
-    if (!cx__queue_reserve(&p->q, &f->ticket)) {
+    if (!cx__queue_reserve(&p->q)) {
         if (!block) {
             rc = CX_EAGAIN;
             goto fail;
         }
-        rc = wait_for_place(p, &f->ticket);
+        rc = wait_for_place(p);
         if (rc != 0)
             goto fail;
     }
@@ -997,7 +1018,8 @@ int cx_pool_shutdown(cx_pool *p, bool cancel_pending)
 static void free_stale(cx_pool *p)
 {
     cx_future *f;
-    while ((f = cx__queue_pop(&p->q)) != NULL) {
+    uint64_t pos;
+    while ((f = cx__queue_pop(&p->q, &pos)) != NULL) {
         (void)cx__future_cancel_queued(f, false);
         cx__future_unref(f);
     }

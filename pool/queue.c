@@ -60,7 +60,7 @@ static inline uint64_t given(struct cx__queue *q)
  * pairs with it: queue.h's argument that a push's slot is free follows
  * these values); concurrent refreshes may leave an older value, which is
  * still one `given` had. */
-bool cx__queue_reserve(struct cx__queue *q, uint64_t *ticket)
+bool cx__queue_reserve(struct cx__queue *q)
 {
     uint64_t t = ck_pr_load_64(&q->taken);
     for (;;) {
@@ -73,10 +73,8 @@ bool cx__queue_reserve(struct cx__queue *q, uint64_t *ticket)
             ck_pr_fence_store();
             ck_pr_store_64(&q->given_seen, g);
         }
-        if (ck_pr_cas_64_value(&q->taken, t, t + 1, &t)) {
-            *ticket = t;
+        if (ck_pr_cas_64_value(&q->taken, t, t + 1, &t))
             return true;
-        }
     }
 }
 
@@ -115,7 +113,7 @@ void cx__queue_push(struct cx__queue *q, void *entry)
     ck_pr_store_ptr(slot, (void *)((uintptr_t)entry | lap_tag(q, pos)));
 }
 
-void *cx__queue_pop(struct cx__queue *q)
+void *cx__queue_pop(struct cx__queue *q, uint64_t *pos)
 {
     uint64_t h = ck_pr_load_64(&q->head);
     for (;;) {
@@ -136,7 +134,26 @@ void *cx__queue_pop(struct cx__queue *q)
         if (ck_pr_cas_64_value(&q->head, h, h + 1, &h)) {
             void *entry = (void *)(e & ~(uintptr_t)1);
             CX__HAPPENS_AFTER(entry);
+            *pos = h;
             return entry;
         }
+    }
+}
+
+/* A slot filled with its position's lap tag was pushed for that position,
+ * or for a later lap (whose push came after this position's pop): either
+ * way that position was pushed before the load (queue.h: while a position
+ * is not pushed, its slot holds the previous lap's entry). */
+uint64_t cx__queue_pushed_end(struct cx__queue *q, uint64_t pos)
+{
+    uint64_t end = pos + 1;
+    for (;;) {
+        void **slot = &q->slots[end & (q->size - 1)];
+        if (((uintptr_t)slot & 63) == 0 || end - pos >= q->size)
+            return end; /* the next line: not ours to fetch */
+        uintptr_t e = (uintptr_t)ck_pr_load_ptr(slot);
+        if (e == 0 || (e & 1u) != lap_tag(q, end))
+            return end;
+        end++;
     }
 }

@@ -88,12 +88,8 @@ CX__HIDDEN int cx__queue_init(struct cx__queue *q, unsigned int cap);
 CX__HIDDEN void cx__queue_destroy(struct cx__queue *q);
 
 /* Takes one place; false if all cap places are taken. Full barrier (locked
- * compare-and-swap). *ticket receives the place's ordinal: `taken` before
- * the compare-and-swap (so any load of `taken` that returns more than
- * *ticket was made after this reservation). */
-CX__HIDDEN bool cx__queue_reserve(struct cx__queue *q, uint64_t *ticket);
-/* Places ever taken (an atomic load: see cx__queue_reserve's ticket). */
-static inline uint64_t cx__queue_taken(struct cx__queue *q) { return ck_pr_load_64(&q->taken); }
+ * compare-and-swap). */
+CX__HIDDEN bool cx__queue_reserve(struct cx__queue *q);
 /* Gives back a place reserved by a submit that then pushed nothing (it is
  * not counted by cx__queue_accepted). Full barrier (locked increment). */
 CX__HIDDEN void cx__queue_unreserve_unused(struct cx__queue *q);
@@ -110,8 +106,15 @@ CX__HIDDEN uint64_t cx__queue_accepted(struct cx__queue *q);
  * queue. Ends with a plain store. */
 CX__HIDDEN void cx__queue_push(struct cx__queue *q, void *entry);
 /* Removes the oldest entry and returns it, its place given back
- * (ownership passes to the caller); NULL if the queue is empty. Full
- * barrier when it returns an entry (locked compare-and-swap). */
-CX__HIDDEN void *cx__queue_pop(struct cx__queue *q);
+ * (ownership passes to the caller), and its position in *pos; NULL if the
+ * queue is empty. Full barrier when it returns an entry (locked
+ * compare-and-swap). */
+CX__HIDDEN void *cx__queue_pop(struct cx__queue *q, uint64_t *pos);
+/* For a position pos the caller popped: a bound end > pos such that every
+ * position below end was pushed (its submit had reserved its place)
+ * before this call's loads. It looks at the slots after pos's on the same
+ * cache line only (already in the caller's cache, most often), so end is
+ * often just pos + 1. */
+CX__HIDDEN uint64_t cx__queue_pushed_end(struct cx__queue *q, uint64_t pos);
 
 #endif
