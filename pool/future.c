@@ -67,7 +67,6 @@ cx_future *cx__future_new(cx_pool *pool, void *(*fn)(void *), void *arg, cx_cont
     f->fn = fn;
     f->arg = arg;
     f->result = NULL;
-    f->ticket = UINT64_MAX; /* submit sets it with the job's place */
     f->pool = pool;
     f->next = NULL;
     f->strand_ctx = NULL;
@@ -165,6 +164,11 @@ static void publish(cx_future *f, unsigned int final, bool wake)
 {
     CX__HAPPENS_BEFORE(&f->state);
     ck_pr_fence_release();
+    if (cx__future_alone(f)) {
+        /* Nobody else reads it (future.h): no exchange needed. */
+        ck_pr_store_uint(&f->state, final);
+        return;
+    }
     (void)ck_pr_fas_uint(&f->state, final);
     if (!f->sync)
         return;
@@ -193,6 +197,11 @@ static void publish(cx_future *f, unsigned int final, bool wake)
 
 bool cx__future_claim(cx_future *f)
 {
+    if (cx__future_alone(f)) {
+        /* Nobody can cancel or claim it but its taker (future.h). */
+        ck_pr_store_uint(&f->state, CX__F_RUNNING);
+        return true;
+    }
     return ck_pr_cas_uint(&f->state, CX__F_QUEUED, CX__F_RUNNING);
 }
 
@@ -218,7 +227,9 @@ bool cx__future_cancel_queued(cx_future *f, bool wake)
 
 void cx__future_unref(cx_future *f)
 {
-    if (!cx__ref_dec(&f->ref))
+    /* A job alone has one reference, the pool's (future.h): its holder
+     * drops the last one without a locked decrement. */
+    if (!cx__future_alone(f) && !cx__ref_dec(&f->ref))
         return;
     /* Only a parent's job left queued in a fork child can still hold one
      * (or a job that was never queued: submit's failure path). */
@@ -403,7 +414,7 @@ void cx__future_run_claimed(cx_future *f)
     if (rc == 0) {
         /* Shown to cx_pool_inspect while it runs (a worker's slot). */
         struct cx__job_mark m;
-        cx__pool_job_begin_queued(&m, f->ctx, f->ticket);
+        cx__pool_job_begin_queued(&m, f->ctx, f);
         rc = cx_context_run(f->ctx, f->fn, f->arg, &result);
         cx__pool_job_end(&m); /* before the context goes */
         cx__pool_count(f->pool, rc == 0 ? CX__STAT_COMPLETED : CX__STAT_FAILED_BUSY);

@@ -107,9 +107,6 @@ struct cx_future {
     struct cx__strand *strand; /* submit_in jobs: a reference to ctx's strand,
                                   held until the job is freed */
     cx_scope *scope;      /* see Ownership: scope */
-    uint64_t ticket;      /* its queue place's ordinal (queue.h), written
-                             before the push: a worker's start time read
-                             after it may serve as the job's (inspect.h) */
     unsigned char kind;   /* enum cx__job_ctx */
     struct cx__listener *listeners; /* under mu */
     pthread_mutex_t mu;   /* guards listeners; the fast paths never lock */
@@ -131,6 +128,14 @@ enum cx__job_ctx { CX__JOB_GIVEN, CX__JOB_SNAPSHOT, CX__JOB_EMPTY };
 CX__HIDDEN cx_future *cx__future_new(cx_pool *pool, void *(*fn)(void *), void *arg,
                                      cx_context *ctx, enum cx__job_ctx kind, bool handle,
                                      unsigned int gen);
+
+/* A job alone: no handle (fire and forget) and no strand. Once queued,
+ * such a job is reached only through the pool's reference, by the one
+ * thread that took it off the queue (no waiter, listener, group, strand
+ * or inline run can find it), so claiming it, completing it and dropping
+ * that last reference need no locked instruction (future.c). The queue's
+ * handoff orders the submitter's writes before the taker's. */
+static inline bool cx__future_alone(const cx_future *f) { return !f->sync && f->strand == NULL; }
 
 /* QUEUED -> RUNNING. True: the caller runs the job and now owns f->ctx.
  * False: it was cancelled (its context is already released). */

@@ -108,17 +108,17 @@ CX__HIDDEN int cx__wslot_read(struct cx__wslot *s, cx_worker_info *w);
 /* A job about to run in the calling worker (a no-op in other threads):
  * publishes ctx (borrowed; alive until cx__pool_job_end) and the start
  * time in the worker's slot. Jobs may nest (a wait that runs queued work
- * inline): the mark restores the outer one. ticket: the job's queue
- * place ordinal (cx_future.ticket), which lets the worker reuse its last
- * precise clock reading (pool.c, stamp); cx__pool_job_begin knows none
- * and reads the clock. */
+ * inline): the mark restores the outer one. job: the job (its future),
+ * which the worker may have just taken off the queue; its queue position
+ * then lets the worker reuse its last precise clock reading (pool.c,
+ * stamp); cx__pool_job_begin knows none and reads the clock. */
 struct cx__job_mark {
     void *w;                      /* the worker, or NULL */
     cx_context *prev;             /* the outer job's context, or NULL */
     struct timespec prev_started;
 };
 CX__HIDDEN void cx__pool_job_begin_queued(struct cx__job_mark *m, cx_context *ctx,
-                                          uint64_t ticket);
+                                          const void *job);
 CX__HIDDEN void cx__pool_job_begin(struct cx__job_mark *m, cx_context *ctx);
 /* The job is over: after this, no inspector reads its context. */
 CX__HIDDEN void cx__pool_job_end(struct cx__job_mark *m);

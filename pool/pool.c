@@ -35,7 +35,7 @@
  * Design
  * ======================================================================
  * A job and its future are one refcounted object (future.h). The queue
- * (queue.h) is a bounded ck_ring used MPMC, plus a counter of reserved
+ * (queue.h) is a bounded ring used MPMC, plus a counter of reserved
  * places that makes exactly queue_size jobs fit. Each idle worker sleeps
  * on its own event count (so a submit wakes one worker, not all of them),
  * submitters facing a full queue on the "space" event count (sleep.h:
@@ -73,9 +73,9 @@
  * Memory ordering of each handoff (every one is also announced to
  * helgrind/DRD/TSan through annotate.h, on the address named):
  *   - submitter -> worker, through the queue: the submitter writes the job,
- *     then CX__HAPPENS_BEFORE(job) and the ring's release store of its
- *     producer index; the worker's acquire load of that index, winning
- *     compare-and-swap of the consumer index, then CX__HAPPENS_AFTER(job).
+ *     then CX__HAPPENS_BEFORE(job) and the release store of the job into
+ *     its ring slot; the worker's load of the slot and load fence, winning
+ *     compare-and-swap of the ring's head, then CX__HAPPENS_AFTER(job).
  *   - the context: entered with cx_context_run's compare-and-swap
  *     (acquire, annotated on &ctx->entered) and left with an exchange
  *     (annotated likewise): the job's writes are visible to whoever enters
@@ -85,17 +85,18 @@
  *   - the last reference: refcount.h (release fence before every
  *     decrement, acquire fence before destroying, annotated on the count).
  *   - job memory, worker -> submitter, through a worker's spare ring:
- *     ck's release store of the ring's producer index, its acquire load
- *     and compare-and-swap by the submitter ("Job memory" below; never
- *     with a race detector present: block caching is off then).
+ *     the worker's release store of the ring's published count, the
+ *     submitter's load and load fence, its compare-and-swap ("Job
+ *     memory" below; never with a race detector present: block caching
+ *     is off then).
  *   - the event counts: ck_ec's increment is a locked operation preceded
  *     by a store fence, its value read an acquire load; they only wake,
  *     they never carry data (the queue and the job do).
  *
  * Why it cannot lose a job, hang or deadlock:
- *   - A place is reserved before the push and given back after the pop,
+ *   - A place is reserved before the push and given back by the pop,
  *     so the ring never holds more than queue_size entries and a push
- *     never fails.
+ *     never waits (queue.h).
  *   - Sleeping without a lost wake-up, and without a shared write per job
  *     while nobody sleeps: a thread about to sleep first announces it in
  *     a counter (`idle` for workers, `blocked` for submitters) with a
@@ -163,17 +164,29 @@ struct worker {
     pthread_t tid;
     struct cx__wslot slot; /* what cx_pool_inspect and stats see (inspect.h) */
     /* The last precise start time this worker read (stamp below), and
-     * what it read just before: the queue's `taken` and the coarse
-     * clock. This thread's alone. */
+     * what it learnt just before: the coarse clock, and that the queue's
+     * positions below stamp_end were pushed. The job it took off the
+     * queue last, and from which position (UINT64_MAX: none), until that
+     * job begins. This thread's alone. */
     struct timespec stamp, stamp_tick;
-    uint64_t stamp_taken;
+    uint64_t stamp_end;
+    const void *popped;
+    uint64_t popped_pos;
     char pad[64];      /* keeps neighbours' ec and idle off this line */
     /* Job memory this worker freed, for submitters to reuse ("Job
-     * memory" below): a ck_ring used SPMC (this worker pushes, submitters
-     * pop), with its own cache lines. */
-    ck_ring_t spares;
-    ck_ring_buffer_t *spare_slots; /* owned; p->spare_size slots */
+     * memory" below): a ring this worker fills and submitters empty.
+     * This worker's own words first (on its line above), then the
+     * published count and the takers' count, each on its own line. */
+    void **spare_slots;        /* owned; p->spare_size slots */
+    unsigned int spare_fill;   /* slots ever filled (this worker's) */
+    unsigned int spare_seen;   /* a value spare_took had (this worker's) */
     char pad2[64];
+    unsigned int spare_pub;    /* slots ever published (atomic): filled
+                                  ones, SPARE_BATCH at a time */
+    char pad3[64];
+    unsigned int spare_took;   /* slots ever emptied (atomic; submitters,
+                                  compare-and-swap) */
+    char pad4[64];
 };
 
 struct cx_pool {
@@ -229,57 +242,66 @@ void cx__pool_count(cx_pool *p, enum cx__pool_stat what)
         ck_pr_inc_64(&p->stat_other[what]);
 }
 
-/* The start time of a job of w's pool whose place has the ordinal ticket
- * (UINT64_MAX: none known, a strand job): the worker's previous precise
- * reading when that one is still good enough, else a new one.
+/* The start time of a job of w's pool that it took off the queue from
+ * position pos (UINT64_MAX: none known, a strand job or one run inline):
+ * the worker's previous precise reading when that one is still good
+ * enough, else a new one.
  *
  * Good enough means both:
- *   - ticket < stamp_taken: the job's place was reserved before the load
- *     of `taken` that preceded the reading, so the reading came after the
- *     submit began (any time its caller read before calling submit is not
- *     later); and it came before this job started (it is an older one of
- *     this worker). So the time is between the submit and the start, as a
+ *   - pos < stamp_end: the job had been pushed, so its submit had begun,
+ *     before the loads that preceded the reading (queue.h,
+ *     cx__queue_pushed_end); so the reading came after the submit began
+ *     (any time its caller read before calling submit is not later); and
+ *     it came before this job started (it is an older one of this
+ *     worker). So the time is between the submit and the start, as a
  *     precise reading now would be.
  *   - the coarse clock still shows the tick it showed just before that
  *     reading: at most one tick (CLOCK_MONOTONIC_COARSE's resolution, a
  *     few milliseconds) has passed since.
  * A worker running queued jobs back to back thus reads the precise clock
  * (a vDSO call of ~40 ns, most of a trivial job's cost after the queue's)
- * about once per tick, and the cheap coarse one (~10 ns) per job; a job
- * submitted after the worker's last reading, or a worker back from
- * sleeping, reads it anew.
+ * about once per run of jobs it finds pushed on one cache line of the
+ * queue, and the cheap coarse one (~10 ns) per job; a job pushed after
+ * the worker's last reading, or a worker back from sleeping, reads it
+ * anew. What it learns comes from the queue's slots, which it reads
+ * anyway: no load of a counter the submitters write per job (that line
+ * would travel to the worker and back for every submit).
  *
- * Ordering: the load of `taken` is made before the precise clock is read:
+ * Ordering: the slot loads are made before the precise clock is read:
  * the clock call is opaque to the compiler, and the vDSO orders its
  * counter read after earlier loads (lfence or rdtscp on x86, isb on arm64);
  * the load fence covers the rest. */
-static void stamp(struct worker *w, uint64_t ticket, struct timespec *out)
+static void stamp(struct worker *w, uint64_t pos, struct timespec *out)
 {
 #ifdef CLOCK_MONOTONIC_COARSE
     struct timespec tick;
     clock_gettime(CLOCK_MONOTONIC_COARSE, &tick);
-    if (ticket < w->stamp_taken && tick.tv_nsec == w->stamp_tick.tv_nsec &&
+    if (pos < w->stamp_end && tick.tv_nsec == w->stamp_tick.tv_nsec &&
         tick.tv_sec == w->stamp_tick.tv_sec) {
         *out = w->stamp;
         return;
     }
     w->stamp_tick = tick;
-    w->stamp_taken = cx__queue_taken(&w->pool->q);
+    w->stamp_end = pos != UINT64_MAX ? cx__queue_pushed_end(&w->pool->q, pos) : 0;
     ck_pr_fence_load();
 #else
-    (void)ticket;
+    (void)pos;
 #endif
     clock_gettime(CLOCK_MONOTONIC, &w->stamp);
     *out = w->stamp;
 }
 
-void cx__pool_job_begin_queued(struct cx__job_mark *m, cx_context *ctx, uint64_t ticket)
+void cx__pool_job_begin_queued(struct cx__job_mark *m, cx_context *ctx, const void *job)
 {
     struct worker *w = self_worker;
     m->w = w;
     m->prev = NULL;
     if (w == NULL)
         return;
+    /* Only the job just taken off the queue has a known position; it
+     * begins once. */
+    uint64_t pos = job == w->popped ? w->popped_pos : UINT64_MAX;
+    w->popped = NULL;
     /* A job run inside another (a wait that runs queued work inline)
      * shows for its duration, then the outer one again. */
     m->prev = ck_pr_load_ptr(&w->slot.ctx);
@@ -287,13 +309,13 @@ void cx__pool_job_begin_queued(struct cx__job_mark *m, cx_context *ctx, uint64_t
     if (m->prev != NULL)
         cx__wslot_withdraw(&w->slot);
     struct timespec t;
-    stamp(w, ticket, &t);
+    stamp(w, pos, &t);
     cx__wslot_publish(&w->slot, ctx, &t);
 }
 
 void cx__pool_job_begin(struct cx__job_mark *m, cx_context *ctx)
 {
-    cx__pool_job_begin_queued(m, ctx, UINT64_MAX);
+    cx__pool_job_begin_queued(m, ctx, NULL);
 }
 
 void cx__pool_job_end(struct cx__job_mark *m)
@@ -314,38 +336,61 @@ void cx__pool_job_end(struct cx__job_mark *m)
  * under the arena's lock, and the submitter's next malloc misses its
  * cache too (some 350 instructions per job, and a lock both sides take).
  * So a worker that drops the last reference to a job of its own pool
- * keeps the memory in its spare ring (a ck_ring it alone pushes to: no
- * locked instruction), and a submit to that pool takes it back (ck's SPMC
- * pop: one compare-and-swap), from the worker named by spare_next or the
- * one after it. A full ring frees, an empty one mallocs. Only while block
- * caching is on (alloc.h: malloc/free is the allocator and no checker or
- * sanitizer watches, so each of those sees every block's own life), and
- * never for a pool of the parent in a fork child. The rings are emptied,
- * with cx__free, when the pool is destroyed; a job whose last reference
- * goes elsewhere (a caller's cx_future_release, maybe after the pool is
- * gone) is freed as before.
+ * keeps the memory in its spare ring (no locked instruction), and a
+ * submit to that pool takes it back (one compare-and-swap), from the
+ * worker named by spare_next or the one after it. A full ring frees, an
+ * empty one mallocs. Only while block caching is on (alloc.h: malloc/free
+ * is the allocator and no checker or sanitizer watches, so each of those
+ * sees every block's own life), and never for a pool of the parent in a
+ * fork child. The rings are emptied, with cx__free, when the pool is
+ * destroyed; a job whose last reference goes elsewhere (a caller's
+ * cx_future_release, maybe after the pool is gone) is freed as before.
+ *
+ * The ring, per worker: the worker fills slots (spare_fill, its own) and
+ * publishes them SPARE_BATCH at a time (spare_pub); submitters take
+ * published slots (spare_took, compare-and-swap; a slot is read before
+ * the compare-and-swap that claims it, ck_ring's way). Publishing in
+ * batches moves the published count's line, and the slots' lines, to a
+ * submitter once per batch instead of once per job; the worker checks
+ * room against its copy of spare_took (spare_seen, never above it) and
+ * reads spare_took itself only when the copy says full. Up to
+ * SPARE_BATCH - 1 blocks wait unpublished: only memory, no job waits on
+ * them (a submit that finds nothing published mallocs).
  *
  * Ordering: everything the worker did with the job (it held the last
  * reference: refcount.h's acquire fence ordered every other holder's
- * accesses before) happens before ck's release store of the ring's
- * producer index; the submitter's pop loads it with acquire semantics and
- * wins the compare-and-swap before it writes the memory. */
+ * accesses before) happens before its store fence and release of
+ * spare_pub; the submitter loads spare_pub, then a load fence, reads the
+ * slot and wins the compare-and-swap before it writes the memory. The
+ * worker refills a slot only after it has read a spare_took past it,
+ * followed by an acquire fence (load-load and load-store): the taker read
+ * that slot before its compare-and-swap. */
+
+#define SPARE_BATCH 8u
 
 void *cx__pool_job_mem(cx_pool *p)
 {
     if (!cx__caching() || cx__forkgen_stale(p->gen))
         return NULL;
     unsigned int n = p->nthreads;
+    unsigned int mask = p->spare_size - 1;
     unsigned int i = ck_pr_load_uint(&p->spare_next);
     if (i >= n)
         i = 0;
     for (unsigned int k = 0; k < 2 && k < n; k++) {
         struct worker *w = &p->workers[i];
-        void *mem;
-        if (ck_ring_dequeue_spmc(&w->spares, w->spare_slots, &mem)) {
-            if (k != 0)
-                ck_pr_store_uint(&p->spare_next, i);
-            return mem;
+        unsigned int c = ck_pr_load_uint(&w->spare_took);
+        for (;;) {
+            ck_pr_fence_load();
+            if (c == ck_pr_load_uint(&w->spare_pub))
+                break;
+            ck_pr_fence_load();
+            void *mem = ck_pr_load_ptr(&w->spare_slots[c & mask]);
+            if (ck_pr_cas_uint_value(&w->spare_took, c, c + 1, &c)) {
+                if (k != 0)
+                    ck_pr_store_uint(&p->spare_next, i);
+                return mem;
+            }
         }
         i = i + 1 < n ? i + 1 : 0;
     }
@@ -357,19 +402,32 @@ bool cx__pool_job_keep(cx_pool *p, void *mem)
     struct worker *w = self_worker;
     if (w == NULL || w->pool != p || !cx__caching() || cx__forkgen_stale(p->gen))
         return false;
-    return ck_ring_enqueue_spmc(&w->spares, w->spare_slots, mem);
+    unsigned int f = w->spare_fill;
+    if (f - w->spare_seen >= p->spare_size) {
+        w->spare_seen = ck_pr_load_uint(&w->spare_took);
+        ck_pr_fence_acquire();
+        if (f - w->spare_seen >= p->spare_size)
+            return false;
+    }
+    ck_pr_store_ptr(&w->spare_slots[f & (p->spare_size - 1)], mem);
+    w->spare_fill = ++f;
+    if (f % SPARE_BATCH == 0) {
+        ck_pr_fence_store();
+        ck_pr_store_uint(&w->spare_pub, f);
+    }
+    return true;
 }
 
-/* Frees the memory kept in every worker's spare ring (destroy). */
+/* Frees the memory kept in every worker's spare ring, published or not
+ * (destroy: the workers are gone, or never ran). */
 static void drop_spares(cx_pool *p)
 {
     for (unsigned int i = 0; i < p->nthreads; i++) {
         struct worker *w = &p->workers[i];
-        void *mem;
         if (w->spare_slots == NULL)
             continue;
-        while (ck_ring_dequeue_spmc(&w->spares, w->spare_slots, &mem))
-            cx__free(mem);
+        for (unsigned int c = w->spare_took; c != w->spare_fill; c++)
+            cx__free(w->spare_slots[c & (p->spare_size - 1)]);
         cx__free(w->spare_slots);
     }
 }
@@ -399,7 +457,7 @@ static void wake_space(void *arg) { cx__ec_bump(&((cx_pool *)arg)->space); }
  * `blocked` and bumps `space` after our read of the count, so the wait
  * returns. Returns early with the caller's scope: CX_ECANCELED, or
  * CX_ETIMEDOUT at its deadline. 0 with a place reserved, or a CX_E*. */
-static int wait_for_place(cx_pool *p, uint64_t *ticket)
+static int wait_for_place(cx_pool *p)
 {
     struct cx__scope_waiter sw;
     struct timespec buf;
@@ -415,7 +473,7 @@ static int wait_for_place(cx_pool *p, uint64_t *ticket)
             rc = CX_ESHUTDOWN;
             break;
         }
-        if (cx__queue_reserve(&p->q, ticket))
+        if (cx__queue_reserve(&p->q))
             break;
         /* The canceller stores the flag before it bumps `space`. */
         if (sw.scope != NULL && cx__scope_cancelled(sw.scope)) {
@@ -520,11 +578,15 @@ static cx_future *take(cx_pool *p)
             return r;
         }
     }
-    cx_future *f = cx__queue_pop(&p->q);
+    uint64_t pos;
+    cx_future *f = cx__queue_pop(&p->q, &pos);
     if (f == NULL)
         return NULL;
-    cx__queue_unreserve(&p->q);
-    /* The give-back above is a locked operation: a submitter that
+    if (self_worker != NULL) { /* the start time's hint (stamp) */
+        self_worker->popped = f;
+        self_worker->popped_pos = pos;
+    }
+    /* The pop gave the place back with a locked operation: a submitter that
      * registered in `blocked` before it is seen here, and one that
      * registers after it finds the place (see submit). */
     ck_pr_fence_atomic_load();
@@ -588,6 +650,7 @@ static void *worker_main(void *arg)
                 continue;
         }
         handle(p, f);
+        w->popped = NULL; /* f may be gone, its memory reused */
     }
     self_pool = NULL;
     self_worker = NULL;
@@ -700,15 +763,18 @@ int cx_pool_new(cx_pool **out, const cx_pool_opts *opts)
     }
     p->nthreads = threads;
     /* Spare rings: together about a full queue's worth of jobs (a burst
-     * of submits that fills the queue is followed by as many frees), 7 to
-     * 4095 each (a ck_ring keeps one slot empty): at most about twice the
-     * memory of a full queue's jobs stays with the pool between bursts. */
-    p->spare_size = 8;
+     * of submits that fills the queue is followed by as many frees), 16
+     * to 4096 each (two batches at least): at most about twice the memory
+     * of a full queue's jobs stays with the pool between bursts. */
+    p->spare_size = 16;
     while (p->spare_size < 4096 && p->spare_size <= qsize / threads)
         p->spare_size <<= 1;
     CX__CK_UNTRACKED(p->stat_other, sizeof(p->stat_other));
-    for (unsigned int i = 0; i < threads; i++)
+    for (unsigned int i = 0; i < threads; i++) {
         p->workers[i].spare_slots = NULL;
+        p->workers[i].spare_fill = p->workers[i].spare_seen = 0;
+        p->workers[i].spare_pub = p->workers[i].spare_took = 0;
+    }
     for (unsigned int i = 0; i < threads; i++) {
         struct worker *w = &p->workers[i];
         w->spare_slots = cx__malloc(p->spare_size * sizeof(*w->spare_slots));
@@ -718,7 +784,6 @@ int cx_pool_new(cx_pool **out, const cx_pool_opts *opts)
             destroy(p);
             return CX_ENOMEM;
         }
-        ck_ring_init(&w->spares, p->spare_size);
         if (cx__wslot_init(&p->workers[i].slot) != 0) {
             while (i-- > 0)
                 cx__tstate_free(p->workers[i].st);
@@ -728,7 +793,9 @@ int cx_pool_new(cx_pool **out, const cx_pool_opts *opts)
         p->nslots++;
         p->workers[i].pool = p;
         p->workers[i].idle = 0;
-        p->workers[i].stamp_taken = 0; /* no reading yet: none is reused */
+        p->workers[i].stamp_end = 0; /* no reading yet: none is reused */
+        p->workers[i].popped = NULL;
+        p->workers[i].popped_pos = UINT64_MAX;
         p->workers[i].stamp = p->workers[i].stamp_tick = (struct timespec){0, 0};
         cx__ec_init(&p->workers[i].ec);
         CX__CK_UNTRACKED(&p->workers[i].ec, sizeof(p->workers[i].ec));
@@ -798,12 +865,12 @@ static int submit(cx_pool *p, enum cx__job_ctx kind, cx_context *ctx, void *(*fn
         f->strand = cx__strand_retain(strand);
     }
     int rc;
-    if (!cx__queue_reserve(&p->q, &f->ticket)) {
+    if (!cx__queue_reserve(&p->q)) {
         if (!block) {
             rc = CX_EAGAIN;
             goto fail;
         }
-        rc = wait_for_place(p, &f->ticket);
+        rc = wait_for_place(p);
         if (rc != 0)
             goto fail;
     }
@@ -951,8 +1018,8 @@ int cx_pool_shutdown(cx_pool *p, bool cancel_pending)
 static void free_stale(cx_pool *p)
 {
     cx_future *f;
-    while ((f = cx__queue_pop(&p->q)) != NULL) {
-        cx__queue_unreserve(&p->q);
+    uint64_t pos;
+    while ((f = cx__queue_pop(&p->q, &pos)) != NULL) {
         (void)cx__future_cancel_queued(f, false);
         cx__future_unref(f);
     }

@@ -1,31 +1,53 @@
-/* queue.h - the job queue: a bounded ck_ring used MPMC, plus an exact
- * count of reserved places.
+/* queue.h - the job queue: a bounded ring used MPMC, plus an exact count
+ * of reserved places.
  *
- * ck_ring has a power-of-two size and holds at most size - 1 entries; the
- * ring is sized so that cap (the pool's queue_size) entries fit, and the
- * reservation counts make exactly cap fit: a submitter reserves a place
- * (compare-and-swap of `taken` while taken - given < cap) before it
- * pushes, and a place is given back (`given` incremented) only after its
- * entry has been popped. So the ring never holds more than cap entries
- * and a push with a reservation cannot fail.
+ * The ring has a power-of-two size above cap (the pool's queue_size); the
+ * reservation counts make exactly cap entries fit: a submitter reserves a
+ * place (compare-and-swap of `taken` while taken - given < cap) before it
+ * pushes, and the place is given back when its entry is popped. The
+ * places reserved now are taken - given. Both counts only grow (64 bits:
+ * they do not wrap), so `taken` also counts every submit that got a
+ * place: minus the places given back unused (`unused`, a submit refused
+ * after its reservation), it is the pool's `submitted` statistic at no
+ * cost of its own.
  *
- * The places reserved now are taken - given. Both counts only grow
- * (64 bits: they do not wrap), so `taken` also counts every submit that
- * got a place: minus the places given back unused (`unused`, a submit
- * refused after its reservation), it is the pool's `submitted` statistic
- * at no cost of its own.
+ * The ring. A pusher claims the next position with a fetch-and-add of
+ * `tail` and stores its entry in slot (position mod size), tagged with
+ * the parity of the position's lap (bit 0 of the pointer: entries are
+ * aligned). A taker reads `head`, then that position's slot; if the slot
+ * holds that lap's entry, it claims the position with a compare-and-swap
+ * of `head` (head -> head + 1), which succeeds only if head did not move
+ * since it was read, so the entry read belongs to that position and now
+ * to this taker. A slot not yet filled for head's lap reads as empty
+ * (even if later positions are filled: their pushers wake a worker after
+ * their own push, see pool.c, so nothing is left behind).
+ *   Why the tag's one bit suffices: while head is h, slot (h mod size)
+ * holds position h's entry or position h - size's (that one was pushed
+ * and claimed before head passed it; none later can be pushed, see
+ * below). A taker whose head is older than that may read anything, but its
+ * compare-and-swap then fails.
+ *   Why a push needs no check that its slot is free: a position's place is
+ * given back by the compare-and-swap that claims it (`given` = head +
+ * unused), after its taker has read the slot. A pusher holds a place not
+ * yet pushed, so when it claims position t, fewer than cap places are
+ * held by the t positions before it that are not claimed by a taker:
+ * head > t - cap >= t - size, i.e. position t - size was claimed, and its
+ * slot read, before this pusher learned (through `given` or its copy,
+ * read before its reservation) that there was room.
  *
- * Submitters write `taken`, takers `given`, each on its own cache line,
- * so that neither side's locked operation waits for the other's line on
- * every job. A submitter checks the bound against `given_seen`, a copy of
- * `given` kept on the submitters' line: `given` only grows, so the copy
- * is never above it and the check errs only towards "full"; only then
- * does the submitter read `given` itself (and refresh the copy). With
- * room in the queue, a submit touches the takers' line not at all.
+ * Cache lines. Submitters write `taken` and `tail` (their line); takers
+ * write `head` (theirs). A push reads nothing of the takers' (only the
+ * slot it fills), a pop nothing of the pushers' (only the slot it
+ * empties): each job moves the slot's line from pusher to taker, and the
+ * takers' line between takers. A submitter checks the bound against
+ * `given_seen`, a copy of `given` kept on the submitters' line: `given`
+ * only grows, so the copy is never above it and the check errs only
+ * towards "full"; only then does the submitter read `head` and `unused`
+ * (and refresh the copy).
  *
- * Handoff: push() announces the entry (CX__HAPPENS_BEFORE) before the
- * ring's release store of its producer index; pop() takes it
- * (CX__HAPPENS_AFTER) after the ring's acquire load and winning
+ * Handoff: push() announces the entry (CX__HAPPENS_BEFORE) before its
+ * release store into the slot; pop() takes it (CX__HAPPENS_AFTER) after
+ * its load of the slot (followed by a load fence) and its winning
  * compare-and-swap. Everything the pusher wrote to the entry before push is
  * visible to the popper.
  */
@@ -33,29 +55,29 @@
 #define CX_POOL_QUEUE_H
 
 #include <ck_pr.h>
-#include <ck_ring.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "alloc.h"
 
-/* Largest queue_size accepted (the ring then has 2^25 slots, 256 MiB of
- * address space, touched only as it is used). */
+/* Largest queue_size accepted (the ring then has 2^25 slots, 256 MiB,
+ * zeroed when the queue is made). */
 #define CX__QUEUE_MAX (1u << 24)
 
 struct cx__queue {
-    ck_ring_t ring;          /* ck's indexes, each on its own cache line */
-    ck_ring_buffer_t *slots; /* owned; ring size slots (read-only after
-                                init, beside the ring's size and mask) */
+    void **slots;            /* owned; size slots, each an entry tagged
+                                with its lap's parity, or 0 (never used) */
+    uint64_t size;           /* ring slots, a power of two above cap */
     unsigned int cap;        /* places: exactly this many entries may wait */
     char pad0[64];
     uint64_t taken;          /* places ever taken (atomic; submitters) */
     uint64_t given_seen;     /* a value `given` had (atomic; submitters) */
+    uint64_t tail;           /* positions ever claimed by pushes (atomic) */
     char pad1[64];
-    uint64_t given;          /* places ever given back (atomic; takers):
-                                after the pop, or unused */
-    uint64_t unused;         /* of those, given back without a push
-                                (atomic; a refused submit, rare) */
+    uint64_t head;           /* positions ever claimed by pops (atomic;
+                                takers): the places given back by pops */
+    uint64_t unused;         /* places given back without a push (atomic;
+                                a refused submit, rare) */
     char pad2[64];
 };
 
@@ -66,17 +88,10 @@ CX__HIDDEN int cx__queue_init(struct cx__queue *q, unsigned int cap);
 CX__HIDDEN void cx__queue_destroy(struct cx__queue *q);
 
 /* Takes one place; false if all cap places are taken. Full barrier (locked
- * compare-and-swap). *ticket receives the place's ordinal: `taken` before
- * the compare-and-swap (so any load of `taken` that returns more than
- * *ticket was made after this reservation). */
-CX__HIDDEN bool cx__queue_reserve(struct cx__queue *q, uint64_t *ticket);
-/* Places ever taken (an atomic load: see cx__queue_reserve's ticket). */
-static inline uint64_t cx__queue_taken(struct cx__queue *q) { return ck_pr_load_64(&q->taken); }
-/* Gives one place back after the pop of its entry. Full barrier (locked
- * increment). */
-CX__HIDDEN void cx__queue_unreserve(struct cx__queue *q);
+ * compare-and-swap). */
+CX__HIDDEN bool cx__queue_reserve(struct cx__queue *q);
 /* Gives back a place reserved by a submit that then pushed nothing (it is
- * not counted by cx__queue_accepted). Full barrier (locked increments). */
+ * not counted by cx__queue_accepted). Full barrier (locked increment). */
 CX__HIDDEN void cx__queue_unreserve_unused(struct cx__queue *q);
 /* Places taken right now (a snapshot; never below the true count at any
  * instant of the call: `given` is read before `taken`). */
@@ -86,11 +101,20 @@ CX__HIDDEN unsigned int cx__queue_reserved(struct cx__queue *q);
  * about to be refused may show (`unused` is read first). */
 CX__HIDDEN uint64_t cx__queue_accepted(struct cx__queue *q);
 
-/* Appends entry (not NULL), using a place the caller reserved. Ownership
- * of whatever entry stands for passes to the queue. */
+/* Appends entry (not NULL, at least 2-byte aligned), using a place the
+ * caller reserved. Ownership of whatever entry stands for passes to the
+ * queue. Ends with a plain store. */
 CX__HIDDEN void cx__queue_push(struct cx__queue *q, void *entry);
-/* Removes the oldest entry and returns it (ownership passes to the
- * caller, who then gives its place back); NULL if the queue is empty. */
-CX__HIDDEN void *cx__queue_pop(struct cx__queue *q);
+/* Removes the oldest entry and returns it, its place given back
+ * (ownership passes to the caller), and its position in *pos; NULL if the
+ * queue is empty. Full barrier when it returns an entry (locked
+ * compare-and-swap). */
+CX__HIDDEN void *cx__queue_pop(struct cx__queue *q, uint64_t *pos);
+/* For a position pos the caller popped: a bound end > pos such that every
+ * position below end was pushed (its submit had reserved its place)
+ * before this call's loads. It looks at the slots after pos's on the same
+ * cache line only (already in the caller's cache, most often), so end is
+ * often just pos + 1. */
+CX__HIDDEN uint64_t cx__queue_pushed_end(struct cx__queue *q, uint64_t pos);
 
 #endif
