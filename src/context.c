@@ -35,14 +35,17 @@ static uint64_t next_id(void)
  * against the previous runner's exchange (ck's atomics are inline
  * assembly to them), so the word is hidden from them and the handoff is
  * announced instead (cx__try_enter, cx__leave). Only under valgrind. */
-static void track_word(cx_context *ctx, bool track)
+static __attribute__((noinline)) void track_word_vg(cx_context *ctx, bool track)
 {
-    if (!(cx__detector & CX__DET_VALGRIND))
-        return;
     if (track)
         CX__CK_TRACKED(&ctx->entered, sizeof(ctx->entered));
     else
         CX__CK_UNTRACKED(&ctx->entered, sizeof(ctx->entered));
+}
+static inline void track_word(cx_context *ctx, bool track)
+{
+    if (__builtin_expect(cx__detector & CX__DET_VALGRIND, 0))
+        track_word_vg(ctx, track);
 }
 
 /* The announcements of context.h. noipa: GCC would otherwise clone them
@@ -83,7 +86,11 @@ static cx__node *current_root_ref(void)
     return cx__owner_root_ref(st->cur);
 }
 
-void cx__map_give_back(cx__node *root)
+/* Drops a map reference (consumed; NULL: no-op) in the calling thread: if
+ * it is a reference to the map of the thread's current context, it goes
+ * into that context's bank (no locked instruction; the context holds the
+ * map anyway, so no destroy is delayed), else it is released. */
+static inline void map_give_back(cx__node *root)
 {
     const cx__tstate *st = cx__tstate_cur();
     cx_context *cur = st != NULL ? st->cur : NULL;
@@ -127,14 +134,15 @@ cx_context *cx_context_retain(cx_context *ctx)
 static void context_destroy(cx_context *ctx)
 {
     CX__ASSERT(ctx->strand == NULL || cx__strand_idle(ctx->strand));
-    cx__strand_free(ctx->strand);
+    if (ctx->strand != NULL)
+        cx__strand_free(ctx->strand);
     /* Nobody runs in ctx: its bank is nobody's now. Its last runner's
      * writes to it (and to root) were published by that runner's leave
      * and taken by whoever brought us here (cx_context_release,
      * cx__leave_slow). */
     if (ctx->bank != 0)
         cx__hamt_unref_nonlast(ctx->root, ctx->bank);
-    cx__map_give_back(ctx->root);
+    map_give_back(ctx->root);
     track_word(ctx, true);
     if (ctx->embedded_)
         return; /* its owner frees the storage */

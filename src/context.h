@@ -49,7 +49,7 @@ struct cx_context {
     cx__node *root; /* owned; NULL is the empty map */
     /* The bank: references to root the context holds beyond its own
      * (0 when root is NULL), taken and given back by its runner alone
-     * without locked instructions (cx__owner_root_ref, cx__map_give_back).
+     * without locked instructions (cx__owner_root_ref; context.c).
      * A capture (copy, submit, bind, thread create) takes one from here:
      * when the bank is empty it is filled with CX__BANK_FILL references
      * in one atomic add, so the count of a root that every job of a
@@ -301,12 +301,6 @@ static inline __attribute__((always_inline)) void cx__run_frame_leave(struct cx_
  * (cx__try_enter); it is left when this returns, however fn ends. */
 CX__HIDDEN void *cx__run_claimed(cx__tstate *st, cx_context *ctx, void *(*fn)(void *),
                                  void *arg);
-
-/* Drops a map reference (consumed; NULL: no-op) in the calling thread: if
- * it is a reference to the map of the thread's current context, it goes
- * into that context's bank (no locked instruction; the context holds the
- * map anyway, so no destroy is delayed), else it is released. */
-CX__HIDDEN void cx__map_give_back(cx__node *root);
 
 /* A reference to ctx's current map, consistent even while the owner sets
  * (new reference, may be NULL for empty). */
