@@ -59,6 +59,7 @@
 #include <stdint.h>
 
 #include "alloc.h"
+#include "annotate.h"
 
 /* Largest queue_size accepted (the ring then has 2^25 slots, 256 MiB,
  * zeroed when the queue is made). */
@@ -89,7 +90,7 @@ CX__HIDDEN void cx__queue_destroy(struct cx__queue *q);
 
 /* Takes one place; false if all cap places are taken. Full barrier (locked
  * compare-and-swap). */
-CX__HIDDEN bool cx__queue_reserve(struct cx__queue *q);
+static inline bool cx__queue_reserve(struct cx__queue *q);
 /* Gives back a place reserved by a submit that then pushed nothing (it is
  * not counted by cx__queue_accepted). Full barrier (locked increment). */
 CX__HIDDEN void cx__queue_unreserve_unused(struct cx__queue *q);
@@ -104,17 +105,106 @@ CX__HIDDEN uint64_t cx__queue_accepted(struct cx__queue *q);
 /* Appends entry (not NULL, at least 2-byte aligned), using a place the
  * caller reserved. Ownership of whatever entry stands for passes to the
  * queue. Ends with a plain store. */
-CX__HIDDEN void cx__queue_push(struct cx__queue *q, void *entry);
+static inline void cx__queue_push(struct cx__queue *q, void *entry);
 /* Removes the oldest entry and returns it, its place given back
  * (ownership passes to the caller), and its position in *pos; NULL if the
  * queue is empty. Full barrier when it returns an entry (locked
  * compare-and-swap). */
-CX__HIDDEN void *cx__queue_pop(struct cx__queue *q, uint64_t *pos);
+static inline void *cx__queue_pop(struct cx__queue *q, uint64_t *pos);
 /* For a position pos the caller popped: a bound end > pos such that every
  * position below end was pushed (its submit had reserved its place)
  * before this call's loads. It looks at the slots after pos's on the same
  * cache line only (already in the caller's cache, most often), so end is
  * often just pos + 1. */
 CX__HIDDEN uint64_t cx__queue_pushed_end(struct cx__queue *q, uint64_t pos);
+
+/* ------------------------------------------------------------------------
+ * The per-job operations, inline: each is called once per job on the
+ * pool's hot paths (a call layer there costs a sizeable share of a
+ * trivial job's instructions). */
+
+/* The tag of position pos's lap: 1 on even laps, 0 on odd ones, so that
+ * the zeroed ring reads as odd lap -1's, empty for lap 0. */
+static inline uintptr_t cx__queue_lap_tag(const struct cx__queue *q, uint64_t pos)
+{
+    return (pos & q->size) == 0;
+}
+
+/* `given` now: read head first (see reserve). */
+static inline uint64_t cx__queue_given(struct cx__queue *q)
+{
+    uint64_t h = ck_pr_load_64(&q->head);
+    ck_pr_fence_load();
+    return h + ck_pr_load_64(&q->unused);
+}
+
+/* `taken` is read before `given` (or its copy). A refusal means the
+ * places were all taken when `head` was read: given and taken only grow,
+ * so taken - given at that instant was at least what we computed (the
+ * sum read is no smaller than `given` then, as `unused` is read after).
+ * A success means `taken` was still t at the compare-and-swap, and
+ * `given` then no smaller than g (no larger than its value at the second
+ * load, directly or through the copy): fewer than cap places were taken.
+ * The copy is refreshed with a release store (its readers' load fence
+ * pairs with it: queue.h's argument that a push's slot is free follows
+ * these values); concurrent refreshes may leave an older value, which is
+ * still one `given` had. */
+static inline bool cx__queue_reserve(struct cx__queue *q)
+{
+    uint64_t t = ck_pr_load_64(&q->taken);
+    for (;;) {
+        ck_pr_fence_load();
+        uint64_t g = ck_pr_load_64(&q->given_seen);
+        if (t - g >= q->cap) {
+            g = cx__queue_given(q);
+            if (t - g >= q->cap)
+                return false;
+            ck_pr_fence_store();
+            ck_pr_store_64(&q->given_seen, g);
+        }
+        if (ck_pr_cas_64_value(&q->taken, t, t + 1, &t))
+            return true;
+    }
+}
+
+static inline void cx__queue_push(struct cx__queue *q, void *entry)
+{
+    /* Our place guarantees the slot was read by its last taker (queue.h);
+     * the fetch-and-add is a full barrier, ordered after the reservation
+     * and before the store. */
+    uint64_t pos = ck_pr_faa_64(&q->tail, 1);
+    void **slot = &q->slots[pos & (q->size - 1)];
+    /* The entry's contents happen-before whoever pops it. */
+    CX__HAPPENS_BEFORE(entry);
+    ck_pr_fence_store();
+    ck_pr_store_ptr(slot, (void *)((uintptr_t)entry | cx__queue_lap_tag(q, pos)));
+}
+
+static inline void *cx__queue_pop(struct cx__queue *q, uint64_t *pos)
+{
+    uint64_t h = ck_pr_load_64(&q->head);
+    for (;;) {
+        ck_pr_fence_load();
+        uintptr_t e = (uintptr_t)ck_pr_load_ptr(&q->slots[h & (q->size - 1)]);
+        ck_pr_fence_load();
+        if ((e & 1u) != cx__queue_lap_tag(q, h) || e == 0) {
+            /* Not filled for head's lap: empty, unless head moved since
+             * we read it (then the slot may be another position's). */
+            uint64_t h2 = ck_pr_load_64(&q->head);
+            if (h2 == h)
+                return NULL;
+            h = h2;
+            continue;
+        }
+        /* The compare-and-swap succeeds only if head is still h, so e is
+         * position h's entry (queue.h); it gives the place back. */
+        if (ck_pr_cas_64_value(&q->head, h, h + 1, &h)) {
+            void *entry = (void *)(e & ~(uintptr_t)1);
+            CX__HAPPENS_AFTER(entry);
+            *pos = h;
+            return entry;
+        }
+    }
+}
 
 #endif
