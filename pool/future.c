@@ -46,61 +46,6 @@
 #include "inspect.h"
 #include "strand.h"
 
-cx_future *cx__future_new(cx_pool *pool, void *(*fn)(void *), void *arg, cx_context *ctx,
-                          enum cx__job_ctx kind, bool handle, unsigned int gen)
-{
-    /* The capture first: leaving CX_VAR_LOCAL variables out may allocate. */
-    cx__node *root = NULL;
-    if (kind == CX__JOB_SNAPSHOT && cx__capture_root(&root) != 0)
-        return NULL;
-    cx_future *f = cx__pool_job_mem(pool);
-    if (f == NULL && (f = cx__malloc(sizeof(*f))) == NULL) {
-        cx__map_release(root);
-        return NULL;
-    }
-    cx__ref_init(&f->ref);
-    f->state = CX__F_QUEUED;
-    f->waiters = 0;
-    f->gen = gen;
-    f->sync = handle;
-    f->status = 0;
-    f->fn = fn;
-    f->arg = arg;
-    f->result = NULL;
-    f->pool = pool;
-    f->next = NULL;
-    f->strand_ctx = NULL;
-    f->strand = NULL;
-    f->kind = (unsigned char)kind;
-    f->listeners = NULL;
-    if (handle) {
-        cx__ref_inc(&f->ref); /* the caller's */
-        if (pthread_mutex_init(&f->mu, NULL) != 0) {
-            cx__map_release(root);
-            cx__free(f); /* a spare too: the pool's rings lose nothing */
-            return NULL;
-        }
-        cx__ec_init(&f->ec);
-        CX__CK_UNTRACKED(&f->ec, sizeof(f->ec)); /* until cx__future_unref */
-    }
-    /* Last: the job's own context takes over the captured map. It has a
-     * lock (not private), so that cx_pool_inspect can copy it while the
-     * job sets variables in it. The scope: the one the snapshot holds
-     * (borrowed: the current map's binding is shared with the capture),
-     * or ctx's (retained). */
-    if (kind != CX__JOB_GIVEN)
-        f->ctx = cx__context_embed_shared(&f->snapshot, root);
-    if (kind == CX__JOB_SNAPSHOT) {
-        f->scope = cx__scope_current();
-    } else if (kind == CX__JOB_EMPTY) {
-        f->scope = NULL;
-    } else {
-        f->ctx = ctx;
-        f->scope = cx__scope_of(ctx);
-    }
-    return f;
-}
-
 /* True once DONE or CANCELLED; then everything the completer wrote is
  * visible to the caller. f borrowed (as in every function below unless
  * said otherwise). */
@@ -246,12 +191,7 @@ void cx__future_unref(cx_future *f)
         if (!cx__forkgen_stale(f->gen))
             pthread_mutex_destroy(&f->mu);
     }
-    /* Only helgrind and DRD keep a handoff history (two client requests
-     * that cost ~25 instructions natively, so skipped there). */
-    if (cx__detector == CX__DET_VALGRIND) {
-        CX__FORGET(&f->state, sizeof(f->state));
-        CX__FORGET(f, sizeof(*f));
-    }
+    cx__future_forget(f);
     /* The last reference dropped by a worker of f's pool: the pool is
      * alive, and the memory may stay for its next submit (pool.c). */
     if (f->pool != NULL && cx__pool_job_keep(f->pool, f))

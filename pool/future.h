@@ -62,6 +62,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 
+#include "annotate.h"
 #include "refcount.h"
 #include "alloc.h"
 #include "context.h"
@@ -118,17 +119,6 @@ struct cx_future {
 
 /* Where a job runs: the caller's context, or one embedded in the job. */
 enum cx__job_ctx { CX__JOB_GIVEN, CX__JOB_SNAPSHOT, CX__JOB_EMPTY };
-/* A QUEUED job of pool (borrowed; f->pool) that will run fn(arg) in ctx.
- * ctx is consumed on success (the job owns it) and left to the caller on
- * failure. With handle, the job starts with two references (pool +
- * caller) and can be waited on; without, one (pool: fire and forget).
- * gen: the pool's fork generation.
- * New, or NULL (CX_ENOMEM). Its memory may be a spare of pool's workers
- * (pool.c, "Job memory"). */
-CX__HIDDEN cx_future *cx__future_new(cx_pool *pool, void *(*fn)(void *), void *arg,
-                                     cx_context *ctx, enum cx__job_ctx kind, bool handle,
-                                     unsigned int gen);
-
 /* A job alone: no handle (fire and forget) and no strand. Once queued,
  * such a job is reached only through the pool's reference, by the one
  * thread that took it off the queue (no waiter, listener, group, strand
@@ -136,6 +126,37 @@ CX__HIDDEN cx_future *cx__future_new(cx_pool *pool, void *(*fn)(void *), void *a
  * that last reference need no locked instruction (future.c). The queue's
  * handoff orders the submitter's writes before the taker's. */
 static inline bool cx__future_alone(const cx_future *f) { return !f->sync && f->strand == NULL; }
+
+/* The end of a job alone (cx__future_alone) that its taker claimed and
+ * ran (or skipped: status): cx__future_end without its general cases.
+ * An alone job's context is its own (never a given one: those have a
+ * strand), so its scope is borrowed from it; nobody waits, listens or
+ * reads the state but the taker (future.h above), so DONE is a plain
+ * store. The release fence and announcement are kept all the same: the
+ * state's history stays the one of every other job. f stays borrowed. */
+static inline void cx__future_end_alone(cx_future *f, int status, void *result)
+{
+    cx_context *ctx = f->ctx;
+    f->ctx = NULL;
+    cx_context_release(ctx);
+    f->scope = NULL;
+    f->status = status;
+    f->result = result;
+    CX__HAPPENS_BEFORE(&f->state);
+    ck_pr_fence_release();
+    ck_pr_store_uint(&f->state, CX__F_DONE);
+}
+
+/* Before the memory of a job whose last reference is gone is freed or
+ * reused: helgrind and DRD forget its handoff history (two client
+ * requests that cost ~25 instructions natively, so skipped there). */
+static inline void cx__future_forget(cx_future *f)
+{
+    if (cx__detector == CX__DET_VALGRIND) {
+        CX__FORGET(&f->state, sizeof(f->state));
+        CX__FORGET(f, sizeof(*f));
+    }
+}
 
 /* QUEUED -> RUNNING. True: the caller runs the job and now owns f->ctx.
  * False: it was cancelled (its context is already released). */
@@ -179,9 +200,6 @@ CX__HIDDEN bool cx__future_listen(cx_future *f, struct cx__listener *l);
 CX__HIDDEN void cx__future_unlisten(cx_future *f, struct cx__listener *l);
 /* The pool whose worker the calling thread is (pool.c), or NULL. */
 CX__HIDDEN cx_pool *cx__pool_self(void);
-/* Job memory (pool.c): a block of sizeof(cx_future) a worker of p kept,
- * now the caller's, or NULL (then malloc). */
-CX__HIDDEN void *cx__pool_job_mem(cx_pool *p);
 /* Offers the memory of a dead job of p: true if the calling thread is a
  * worker of p and kept it (it is no longer the caller's), false if the
  * caller must free it. */

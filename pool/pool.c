@@ -368,9 +368,11 @@ void cx__pool_job_end(struct cx__job_mark *m)
 
 #define SPARE_BATCH 8u
 
-void *cx__pool_job_mem(cx_pool *p)
+/* A block of sizeof(cx_future) a worker of p kept, now the caller's, or
+ * NULL (then malloc). The caller checked p's generation (check). */
+static inline void *job_mem(cx_pool *p)
 {
-    if (!cx__caching() || cx__forkgen_stale(p->gen))
+    if (!cx__caching())
         return NULL;
     unsigned int n = p->nthreads;
     unsigned int mask = p->spare_size - 1;
@@ -397,10 +399,10 @@ void *cx__pool_job_mem(cx_pool *p)
     return NULL;
 }
 
-bool cx__pool_job_keep(cx_pool *p, void *mem)
+/* cx__pool_job_keep by w, a worker of p (of this generation). */
+static inline bool keep(cx_pool *p, struct worker *w, void *mem)
 {
-    struct worker *w = self_worker;
-    if (w == NULL || w->pool != p || !cx__caching() || cx__forkgen_stale(p->gen))
+    if (!cx__caching())
         return false;
     unsigned int f = w->spare_fill;
     if (f - w->spare_seen >= p->spare_size) {
@@ -416,6 +418,78 @@ bool cx__pool_job_keep(cx_pool *p, void *mem)
         ck_pr_store_uint(&w->spare_pub, f);
     }
     return true;
+}
+
+bool cx__pool_job_keep(cx_pool *p, void *mem)
+{
+    struct worker *w = self_worker;
+    if (w == NULL || w->pool != p || cx__forkgen_stale(p->gen))
+        return false;
+    return keep(p, w, mem);
+}
+
+/* A QUEUED job of pool (borrowed; f->pool) that will run fn(arg) in ctx.
+ * ctx is consumed on success (the job owns it) and left to the caller on
+ * failure. With handle, the job starts with two references (pool +
+ * caller) and can be waited on; without, one (pool: fire and forget).
+ * gen: the pool's fork generation (the caller checked it is this one).
+ * New, or NULL (CX_ENOMEM). Its memory may be a spare of pool's workers
+ * ("Job memory" above). Inline in submit: kind and handle are constants
+ * there. Fields only a handle's waiters and listeners read (waiters,
+ * listeners) are set only with one; next is set by whichever list takes
+ * the job (strand.c, cx__pool_ready), status and result by its end. */
+static inline __attribute__((always_inline)) cx_future *
+future_new(cx_pool *pool, void *(*fn)(void *), void *arg, cx_context *ctx, enum cx__job_ctx kind,
+           bool handle, unsigned int gen)
+{
+    /* The capture first: leaving CX_VAR_LOCAL variables out may allocate. */
+    cx__node *root = NULL;
+    if (kind == CX__JOB_SNAPSHOT && cx__capture_root(&root) != 0)
+        return NULL;
+    cx_future *f = job_mem(pool);
+    if (f == NULL && (f = cx__malloc(sizeof(*f))) == NULL) {
+        cx__map_release(root);
+        return NULL;
+    }
+    cx__ref_init(&f->ref);
+    f->state = CX__F_QUEUED;
+    f->gen = gen;
+    f->sync = handle;
+    f->status = 0; /* a cancelled job's (never read: outcome) */
+    f->fn = fn;
+    f->arg = arg;
+    f->pool = pool;
+    f->strand_ctx = NULL;
+    f->strand = NULL;
+    f->kind = (unsigned char)kind;
+    if (handle) {
+        f->waiters = 0;
+        f->listeners = NULL;
+        cx__ref_inc(&f->ref); /* the caller's */
+        if (pthread_mutex_init(&f->mu, NULL) != 0) {
+            cx__map_release(root);
+            cx__free(f); /* a spare too: the pool's rings lose nothing */
+            return NULL;
+        }
+        cx__ec_init(&f->ec);
+        CX__CK_UNTRACKED(&f->ec, sizeof(f->ec)); /* until cx__future_unref */
+    }
+    /* Last: the job's own context takes over the captured map. It has a
+     * lock (not private), so that cx_pool_inspect can copy it while the
+     * job sets variables in it. The scope: the one the snapshot holds
+     * (borrowed: the current map's binding is shared with the capture),
+     * or ctx's (retained). */
+    if (kind != CX__JOB_GIVEN)
+        f->ctx = cx__context_embed_shared(&f->snapshot, root);
+    if (kind == CX__JOB_SNAPSHOT) {
+        f->scope = cx__scope_current();
+    } else if (kind == CX__JOB_EMPTY) {
+        f->scope = NULL;
+    } else {
+        f->ctx = ctx;
+        f->scope = cx__scope_of(ctx);
+    }
+    return f;
 }
 
 /* Frees the memory kept in every worker's spare ring, published or not
@@ -524,6 +598,41 @@ static void handle(cx_pool *p, cx_future *f)
     cx__future_unref(f);
 }
 
+/* Worker w runs a job alone (future.h: fire and forget, no strand) it
+ * just took off the queue, and drops the pool's reference, its last:
+ * cx__future_claim, cx__future_run_claimed and cx__future_unref, with
+ * what they do for other jobs left out. Nobody else can reach the job,
+ * so it is claimed with a plain store; this is not a nested run (the
+ * worker's slot is empty), so the slot needs no outer job restored; the
+ * worker is of p, so the outcome goes to its own counter and the memory
+ * to its spare ring (a worker exists only in the generation its pool was
+ * made in: no fork check). The job's context is released by
+ * cx__future_end_alone; nothing else of the job holds a reference. */
+static void run_alone(cx_pool *p, struct worker *w, cx_future *f)
+{
+    ck_pr_store_uint(&f->state, CX__F_RUNNING);
+    void *result = NULL;
+    /* The scope is alive: the context holding it is not released yet. */
+    int rc = f->scope != NULL ? cx__scope_check(f->scope) : 0;
+    enum cx__pool_stat what;
+    if (rc == 0) {
+        struct timespec t;
+        stamp(w, w->popped_pos, &t);
+        cx__wslot_publish(&w->slot, f->ctx, &t);
+        rc = cx_context_run(f->ctx, f->fn, f->arg, &result);
+        cx__wslot_withdraw(&w->slot); /* before the context goes */
+        what = rc == 0 ? CX__STAT_COMPLETED : CX__STAT_FAILED_BUSY;
+    } else {
+        what = rc == CX_ETIMEDOUT ? CX__STAT_TIMED_OUT : CX__STAT_CANCELLED;
+    }
+    /* Counted before the future completes, as cx__future_run_claimed. */
+    cx__wslot_count(&w->slot, what);
+    cx__future_end_alone(f, rc, result);
+    cx__future_forget(f);
+    if (!keep(p, w, f))
+        cx__free(f);
+}
+
 /* True when a worker may leave: the pool is closed and no place is
  * reserved (so no job is queued or about to be). Read in that order. */
 static bool finished(cx_pool *p)
@@ -561,7 +670,7 @@ static void wake_one(cx_pool *p)
 /* Takes the next job off the queue and gives its place back (waking a
  * blocked submitter if there is one); NULL if the queue is empty. The
  * caller owns the queue's reference to the job. */
-static cx_future *take(cx_pool *p)
+static cx_future *take(cx_pool *p, struct worker *w)
 {
     if (ck_pr_load_uint(&p->nready) != 0) {
         pthread_mutex_lock(&p->ready_mu);
@@ -582,10 +691,8 @@ static cx_future *take(cx_pool *p)
     cx_future *f = cx__queue_pop(&p->q, &pos);
     if (f == NULL)
         return NULL;
-    if (self_worker != NULL) { /* the start time's hint (stamp) */
-        self_worker->popped = f;
-        self_worker->popped_pos = pos;
-    }
+    w->popped = f; /* the start time's hint (stamp) */
+    w->popped_pos = pos;
     /* The pop gave the place back with a locked operation: a submitter that
      * registered in `blocked` before it is seen here, and one that
      * registers after it finds the place (see submit). */
@@ -613,7 +720,7 @@ static void *worker_main(void *arg)
     self_pool = p;
     self_worker = w;
     for (;;) {
-        cx_future *f = take(p);
+        cx_future *f = take(p, w);
         if (f == NULL) {
             if (finished(p))
                 break;
@@ -626,7 +733,7 @@ static void *worker_main(void *arg)
              * each time. With nobody else ready, the yield returns at
              * once. Once, not in a loop: an idle pool does not poll. */
             sched_yield();
-            f = take(p);
+            f = take(p, w);
         }
         if (f == NULL) {
             /* Read our count, raise our flag, announce the sleep
@@ -641,7 +748,7 @@ static void *worker_main(void *arg)
             ck_pr_store_uint(&w->idle, 1);
             ck_pr_inc_uint(&p->idle);
             ck_pr_fence_atomic_load();
-            f = take(p);
+            f = take(p, w);
             if (f == NULL && !finished(p))
                 cx__ec_wait(&w->ec, seen);
             ck_pr_dec_uint(&p->idle);
@@ -649,7 +756,10 @@ static void *worker_main(void *arg)
             if (f == NULL)
                 continue;
         }
-        handle(p, f);
+        if (cx__future_alone(f) && !(ck_pr_load_uint(&p->flags) & CX__P_CANCEL))
+            run_alone(p, w, f);
+        else
+            handle(p, f);
         w->popped = NULL; /* f may be gone, its memory reused */
     }
     self_pool = NULL;
@@ -844,7 +954,7 @@ int cx_pool_new(cx_pool **out, const cx_pool_opts *opts)
  * CX_VAR_LOCAL variables, captured now) and EMPTY (a fresh empty context)
  * live inside the job: one allocation per job. Only the job's runner
  * writes them; cx_pool_inspect may read them, under their striped lock. */
-static int submit(cx_pool *p, enum cx__job_ctx kind, cx_context *ctx, void *(*fn)(void *),
+static inline __attribute__((always_inline)) int submit(cx_pool *p, enum cx__job_ctx kind, cx_context *ctx, void *(*fn)(void *),
                   void *arg, cx_future **fut, bool block)
 {
     /* A given context's jobs form its strand; the strand is made first,
@@ -855,7 +965,7 @@ static int submit(cx_pool *p, enum cx__job_ctx kind, cx_context *ctx, void *(*fn
         return CX_ENOMEM;
     }
     /* f->pool = p also lets a waiting worker of p run it inline. */
-    cx_future *f = cx__future_new(p, fn, arg, ctx, kind, fut != NULL, p->gen);
+    cx_future *f = future_new(p, fn, arg, ctx, kind, fut != NULL, p->gen);
     if (f == NULL) {
         cx_context_release(ctx);
         return CX_ENOMEM;
