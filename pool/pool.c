@@ -271,7 +271,8 @@ void cx__pool_count(cx_pool *p, enum cx__pool_stat what)
  * the clock call is opaque to the compiler, and the vDSO orders its
  * counter read after earlier loads (lfence or rdtscp on x86, isb on arm64);
  * the load fence covers the rest. */
-static void stamp(struct worker *w, uint64_t pos, struct timespec *out)
+static inline __attribute__((always_inline)) void stamp(struct worker *w, uint64_t pos,
+                                                       struct timespec *out)
 {
 #ifdef CLOCK_MONOTONIC_COARSE
     struct timespec tick;
@@ -670,7 +671,7 @@ static void wake_one(cx_pool *p)
 /* Takes the next job off the queue and gives its place back (waking a
  * blocked submitter if there is one); NULL if the queue is empty. The
  * caller owns the queue's reference to the job. */
-static cx_future *take(cx_pool *p, struct worker *w)
+static inline __attribute__((always_inline)) cx_future *take(cx_pool *p, struct worker *w)
 {
     if (ck_pr_load_uint(&p->nready) != 0) {
         pthread_mutex_lock(&p->ready_mu);
@@ -954,8 +955,11 @@ int cx_pool_new(cx_pool **out, const cx_pool_opts *opts)
  * CX_VAR_LOCAL variables, captured now) and EMPTY (a fresh empty context)
  * live inside the job: one allocation per job. Only the job's runner
  * writes them; cx_pool_inspect may read them, under their striped lock. */
-static inline __attribute__((always_inline)) int submit(cx_pool *p, enum cx__job_ctx kind, cx_context *ctx, void *(*fn)(void *),
-                  void *arg, cx_future **fut, bool block)
+static inline void push(cx_pool *p, cx_future *f);
+
+static inline __attribute__((always_inline)) int submit(cx_pool *p, enum cx__job_ctx kind,
+                                                       cx_context *ctx, void *(*fn)(void *),
+                                                       void *arg, cx_future **fut, bool block)
 {
     /* A given context's jobs form its strand; the strand is made first,
      * so nothing can fail after the job is queued. */
@@ -1000,7 +1004,7 @@ static inline __attribute__((always_inline)) int submit(cx_pool *p, enum cx__job
     if (strand != NULL)
         cx__strand_enqueue(strand, f);
     else
-        cx__pool_push(p, f);
+        push(p, f);
     return 0;
 fail:
     /* Nobody else ever saw f: its last reference undoes it whole (its
@@ -1011,8 +1015,9 @@ fail:
     return rc;
 }
 
-/* Pushes f, which holds a queue place, and wakes an idle worker. */
-void cx__pool_push(cx_pool *p, cx_future *f)
+/* Pushes f, which holds a queue place, and wakes an idle worker (inline
+ * in submit; cx__pool_push for strand.c). */
+static inline __attribute__((always_inline)) void push(cx_pool *p, cx_future *f)
 {
     cx__queue_push(&p->q, f);
     /* The push ends with a plain store: a full fence orders it before the
@@ -1024,6 +1029,8 @@ void cx__pool_push(cx_pool *p, cx_future *f)
     if (ck_pr_load_uint(&p->idle) != 0)
         wake_one(p);
 }
+
+void cx__pool_push(cx_pool *p, cx_future *f) { push(p, f); }
 
 /* A parked strand job comes back (strand.c): behind the others handed
  * back, ahead of the queue (it waited its turn already). The same wake-up
@@ -1060,7 +1067,7 @@ void cx__pool_parked(cx_pool *p, int delta)
 }
 
 /* Checks shared by every submit; 0 if p (borrowed) may take a job. */
-static int check(cx_pool *p, void *(*fn)(void *))
+static inline __attribute__((always_inline)) int check(cx_pool *p, void *(*fn)(void *))
 {
     if (p == NULL || fn == NULL)
         return CX_EINVAL;
