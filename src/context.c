@@ -282,17 +282,8 @@ static int map_strip_local(cx__node **rootp)
     return 0;
 }
 
-int cx__capture_root(cx__node **out)
+int cx__capture_strip(cx__node *root, cx__node **out)
 {
-    cx__tstate *st = cx__tstate_cur();
-    cx_context *cur = st != NULL ? st->cur : NULL;
-    cx__node *root = cur != NULL ? cx__owner_root_ref(cur) : NULL;
-    /* The common case: no local variable bound (known from the bank,
-     * without touching the root node). */
-    if (root == NULL || cur->bank_plain) {
-        *out = root;
-        return 0;
-    }
     int rc = map_strip_local(&root);
     if (rc != 0) {
         cx__map_release(root);

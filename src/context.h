@@ -336,9 +336,25 @@ CX__HIDDEN cx_context *cx__context_embed_shared(cx_context *storage, cx__node *r
  * original map is never changed, so owned values stay with it and are
  * destroyed exactly once, when their last holder goes. */
 
+/* cx__capture_root's slow part: root (a reference, consumed) binds local
+ * variables; *out receives it minus those. 0 or CX_ENOMEM (then nothing
+ * is held and *out is untouched). */
+CX__HIDDEN int cx__capture_strip(cx__node *root, cx__node **out);
 /* A new map reference in *out (NULL: empty) for the current context minus
  * its local variables. 0 or CX_ENOMEM (*out untouched). */
-CX__HIDDEN int cx__capture_root(cx__node **out);
+static inline int cx__capture_root(cx__node **out)
+{
+    cx__tstate *st = cx__tstate_cur();
+    cx_context *cur = st != NULL ? st->cur : NULL;
+    cx__node *root = cur != NULL ? cx__owner_root_ref(cur) : NULL;
+    /* The common case: no local variable bound (known from the bank,
+     * without touching the root node). */
+    if (__builtin_expect(root == NULL || cur->bank_plain, 1)) {
+        *out = root;
+        return 0;
+    }
+    return cx__capture_strip(root, out);
+}
 /* A private context (new reference) holding a capture: for
  * cx_thread_create and cx_group_go. NULL on ENOMEM. */
 CX__HIDDEN cx_context *cx__capture_private(void);

@@ -185,10 +185,8 @@ static void copy_entries(const cx__hamt_ops *ops, cx__node *dst, uint32_t at,
 }
 
 /* Recursion depth is bounded by CX__HAMT_MAX_DEPTH. */
-void cx__hamt_release(cx__node *n, const cx__hamt_ops *ops)
+void cx__hamt_free(cx__node *n, const cx__hamt_ops *ops)
 {
-    if (n == NULL || !cx__ref_dec(&n->ref))
-        return;
     for (uint32_t i = 0; i < n->count; i++) {
         if (is_link(&n->e[i]))
             cx__hamt_release(link_node(&n->e[i]), ops);

@@ -151,9 +151,16 @@ static inline void cx__hamt_unref_nonlast(cx__node *root, unsigned n)
     CX__ASSERT(ck_pr_load_uint(&((cx__ref *)(void *)root)->n) > n);
     cx__ref_sub_nonlast((cx__ref *)(void *)root, n);
 }
-/* Drops a reference; the last one releases every entry and child (user
- * callbacks may run). NULL is a no-op. */
-CX__HIDDEN void cx__hamt_release(cx__node *root, const cx__hamt_ops *ops);
+/* Tears down a node whose last reference was just dropped: releases every
+ * entry and child (user callbacks may run) and frees it. */
+CX__HIDDEN void cx__hamt_free(cx__node *n, const cx__hamt_ops *ops);
+/* Drops a reference; the last one tears the map down (cx__hamt_free).
+ * NULL is a no-op. Inline: most releases are not the last. */
+static inline void cx__hamt_release(cx__node *root, const cx__hamt_ops *ops)
+{
+    if (root != NULL && cx__ref_dec((cx__ref *)(void *)root))
+        cx__hamt_free(root, ops);
+}
 CX__HIDDEN void cx__hamt_garbage_release(cx__hamt_garbage *g, const cx__hamt_ops *ops);
 
 /* The entry for key (hash: its hash), borrowed from the map, or NULL. No
