@@ -153,7 +153,9 @@ CX_EXTERN void cx_group_release(cx_group *g);
 typedef struct cx_worker_info {
     unsigned index;          /* 0 .. threads-1 */
     bool busy;
-    struct timespec started; /* CLOCK_MONOTONIC start of the current job */
+    struct timespec started; /* CLOCK_MONOTONIC start of the current job:
+                                not before its submit, at most one tick of
+                                CLOCK_MONOTONIC_COARSE before its start */
     cx_context *ctx;         /* new reference: a copy of the context the job
                                 runs in (NULL when idle); release it */
 } cx_worker_info;
