@@ -142,11 +142,9 @@ static void publish(cx_future *f, unsigned int final, bool wake)
 
 bool cx__future_claim(cx_future *f)
 {
-    if (cx__future_alone(f)) {
-        /* Nobody can cancel or claim it but its taker (future.h). */
-        ck_pr_store_uint(&f->state, CX__F_RUNNING);
-        return true;
-    }
+    /* (A job alone never comes here: its taker runs it with run_alone,
+     * pool.c, or cancels it.) */
+    CX__ASSERT(!cx__future_alone(f));
     return ck_pr_cas_uint(&f->state, CX__F_QUEUED, CX__F_RUNNING);
 }
 

@@ -127,26 +127,6 @@ enum cx__job_ctx { CX__JOB_GIVEN, CX__JOB_SNAPSHOT, CX__JOB_EMPTY };
  * handoff orders the submitter's writes before the taker's. */
 static inline bool cx__future_alone(const cx_future *f) { return !f->sync && f->strand == NULL; }
 
-/* The end of a job alone (cx__future_alone) that its taker claimed and
- * ran (or skipped: status): cx__future_end without its general cases.
- * An alone job's context is its own (never a given one: those have a
- * strand), so its scope is borrowed from it; nobody waits, listens or
- * reads the state but the taker (future.h above), so DONE is a plain
- * store. The release fence and announcement are kept all the same: the
- * state's history stays the one of every other job. f stays borrowed. */
-static inline void cx__future_end_alone(cx_future *f, int status, void *result)
-{
-    cx_context *ctx = f->ctx;
-    f->ctx = NULL;
-    cx_context_release(ctx);
-    f->scope = NULL;
-    f->status = status;
-    f->result = result;
-    CX__HAPPENS_BEFORE(&f->state);
-    ck_pr_fence_release();
-    ck_pr_store_uint(&f->state, CX__F_DONE);
-}
-
 /* Before the memory of a job whose last reference is gone is freed or
  * reused: helgrind and DRD forget its handoff history (two client
  * requests that cost ~25 instructions natively, so skipped there). */

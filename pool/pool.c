@@ -603,16 +603,15 @@ static void handle(cx_pool *p, cx_future *f)
  * just took off the queue, and drops the pool's reference, its last:
  * cx__future_claim, cx__future_run_claimed and cx__future_unref, with
  * what they do for other jobs left out. Nobody else can reach the job,
- * so it is claimed with a plain store; this is not a nested run (the
+ * so it needs no claim; this is not a nested run (the
  * worker's slot is empty), so the slot needs no outer job restored; the
  * worker is of p, so the outcome goes to its own counter and the memory
  * to its spare ring (a worker exists only in the generation its pool was
- * made in: no fork check). The job's context is released by
- * cx__future_end_alone; nothing else of the job holds a reference. */
+ * made in: no fork check). Its state, status and result are written by
+ * nobody: no one reads them before the memory is freed or reused (a new
+ * job's creation sets them). */
 static void run_alone(cx_pool *p, struct worker *w, cx_future *f)
 {
-    ck_pr_store_uint(&f->state, CX__F_RUNNING);
-    void *result = NULL;
     /* The scope is alive: the context holding it is not released yet. */
     int rc = f->scope != NULL ? cx__scope_check(f->scope) : 0;
     enum cx__pool_stat what;
@@ -620,15 +619,16 @@ static void run_alone(cx_pool *p, struct worker *w, cx_future *f)
         struct timespec t;
         stamp(w, w->popped_pos, &t);
         cx__wslot_publish(&w->slot, f->ctx, &t);
-        rc = cx_context_run(f->ctx, f->fn, f->arg, &result);
+        rc = cx_context_run(f->ctx, f->fn, f->arg, NULL);
         cx__wslot_withdraw(&w->slot); /* before the context goes */
         what = rc == 0 ? CX__STAT_COMPLETED : CX__STAT_FAILED_BUSY;
     } else {
         what = rc == CX_ETIMEDOUT ? CX__STAT_TIMED_OUT : CX__STAT_CANCELLED;
     }
-    /* Counted before the future completes, as cx__future_run_claimed. */
     cx__wslot_count(&w->slot, what);
-    cx__future_end_alone(f, rc, result);
+    /* The scope is borrowed from the context (an alone job's is its own:
+     * given contexts come with a strand), so it goes with it. */
+    cx_context_release(f->ctx);
     cx__future_forget(f);
     if (!keep(p, w, f))
         cx__free(f);

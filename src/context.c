@@ -80,10 +80,8 @@ static cx_context *context_init(cx_context *ctx, cx__node *root, bool private_, 
  * caller is that context's runner, its only writer: no lock. */
 static cx__node *current_root_ref(void)
 {
-    const cx__tstate *st = cx__tstate_cur();
-    if (st == NULL || st->cur == NULL)
-        return NULL;
-    return cx__owner_root_ref(st->cur);
+    cx_context *cur = cx__current();
+    return cur != NULL ? cx__owner_root_ref(cur) : NULL;
 }
 
 /* Drops a map reference (consumed; NULL: no-op) in the calling thread: if
@@ -92,8 +90,7 @@ static cx__node *current_root_ref(void)
  * map anyway, so no destroy is delayed), else it is released. */
 static inline void map_give_back(cx__node *root)
 {
-    const cx__tstate *st = cx__tstate_cur();
-    cx_context *cur = st != NULL ? st->cur : NULL;
+    cx_context *cur = cx__current();
     /* cur is entered by this thread: its bank is ours to change. root is
      * not cur's last reference (cur holds its own), so keeping it banked
      * delays nothing. */

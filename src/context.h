@@ -54,7 +54,7 @@ struct cx_context {
      * when the bank is empty it is filled with CX__BANK_FILL references
      * in one atomic add, so the count of a root that every job of a
      * submitter shares is not written once per capture. The runner empties
-     * the bank before it changes root (cx__owner_drop_bank: a root held
+     * the bank before it changes root (cx__owner_lock: a root held
      * by its context alone is updated in place), and the context's
      * teardown drops it with root: banked references never outlive the
      * context's own, so they never delay a destroy. Written, like root,
@@ -101,16 +101,12 @@ static inline pthread_mutex_t *cx__context_lock(const cx_context *ctx)
     return &cx__ctx_locks[((a >> 6) ^ (a >> 12)) % CX__CTX_LOCKS];
 }
 
-/* The owner's lock around an update of ctx->root (see private_). */
-static inline void cx__owner_lock(cx_context *ctx)
+
+/* This thread's current context (borrowed), or NULL. */
+static inline cx_context *cx__current(void)
 {
-    if (!ctx->private_)
-        pthread_mutex_lock(cx__context_lock(ctx));
-}
-static inline void cx__owner_unlock(cx_context *ctx)
-{
-    if (!ctx->private_)
-        pthread_mutex_unlock(cx__context_lock(ctx));
+    cx__tstate *st = cx__tstate_cur();
+    return st != NULL ? st->cur : NULL;
 }
 
 /* A new reference to ctx's map (NULL: empty), for its runner (the calling
@@ -139,6 +135,21 @@ static inline void cx__owner_drop_bank(cx_context *ctx)
         cx__hamt_unref_nonlast(ctx->root, ctx->bank);
         ctx->bank = 0;
     }
+}
+
+/* The owner's lock around an update of ctx->root (see private_). Every
+ * change of root goes through it, so it first empties the bank
+ * (cx__owner_drop_bank). */
+static inline void cx__owner_lock(cx_context *ctx)
+{
+    cx__owner_drop_bank(ctx);
+    if (!ctx->private_)
+        pthread_mutex_lock(cx__context_lock(ctx));
+}
+static inline void cx__owner_unlock(cx_context *ctx)
+{
+    if (!ctx->private_)
+        pthread_mutex_unlock(cx__context_lock(ctx));
 }
 
 /* The current context for a write, creating the base context; NULL on
@@ -344,8 +355,7 @@ CX__HIDDEN int cx__capture_strip(cx__node *root, cx__node **out);
  * its local variables. 0 or CX_ENOMEM (*out untouched). */
 static inline int cx__capture_root(cx__node **out)
 {
-    cx__tstate *st = cx__tstate_cur();
-    cx_context *cur = st != NULL ? st->cur : NULL;
+    cx_context *cur = cx__current();
     cx__node *root = cur != NULL ? cx__owner_root_ref(cur) : NULL;
     /* The common case: no local variable bound (known from the bank,
      * without touching the root node). */

@@ -29,8 +29,8 @@ static inline void var_ref_take(cx__tstate *st, cx_var *var)
         cx__var_retain(var);
         return;
     }
-    if (sl->n != 0 && cx__ref_sub(&sl->var->ref, sl->n))
-        cx__var_free(sl->var);
+    if (sl->n != 0)
+        cx__var_release_n(sl->var, sl->n);
     /* We hold a reference (the caller's): adding is safe. */
     cx__ref_add(&var->ref, CX__VARBANK_FILL);
     sl->var = var;
@@ -99,7 +99,6 @@ int cx_var_set(cx_var *var, void *value, cx_token **tokp)
     cx__garbage g;
     g.n = 0; /* (an initializer would zero the whole array) */
     void *old = NULL;
-    cx__owner_drop_bank(ctx);
     cx__owner_lock(ctx);
     cx__hamt_set_result r = cx__map_put(&ctx->root, var, stored, &old, &g);
     cx__owner_unlock(ctx);
@@ -157,7 +156,6 @@ int cx_var_reset(cx_var *var, cx_token *tok)
     void *removed = NULL;
     bool displaced; /* `removed` holds a word the map let go of */
     int rc = 0;
-    cx__owner_drop_bank(ctx);
     cx__owner_lock(ctx);
     st->reserve_armed = true;
     if (tok->has_old) {

@@ -79,8 +79,8 @@ void cx__varbank_drain(cx__tstate *st)
 {
     for (unsigned i = 0; i < CX__VARBANK; i++) {
         cx__varbank_slot *sl = &st->varbank[i];
-        if (sl->n != 0 && cx__ref_sub(&sl->var->ref, sl->n))
-            cx__var_free(sl->var);
+        if (sl->n != 0)
+            cx__var_release_n(sl->var, sl->n);
         sl->n = 0;
     }
 }

@@ -28,6 +28,12 @@ static inline void cx__var_release(cx_var *v)
     if (cx__ref_dec(&v->ref))
         cx__var_free(v);
 }
+/* Drops n references at once (a variable bank's slot, tstate.h). */
+static inline void cx__var_release_n(cx_var *v, unsigned n)
+{
+    if (cx__ref_sub(&v->ref, n))
+        cx__var_free(v);
+}
 
 /* Test-only: force the hash of a variable that is bound nowhere yet, to
  * build exact map shapes (collisions, depth 8). */

@@ -424,11 +424,12 @@ static void *fuzz_shapes(void *arg)
         if (bound[i] && (seed & 0x10000)) {
             /* delete: a reset to MISSING via a fresh token pair */
             cx_context *c = current();
-            cx__owner_drop_bank(c); /* as cx_var_reset does before a change */
             cx__garbage g;
             g.n = 0;
             void *old = NULL;
+            cx__owner_lock(c); /* as cx_var_reset does: it empties the bank */
             cx__hamt_del_result dr = cx__map_remove(&c->root, v[i], &old, &g);
+            cx__owner_unlock(c);
             if (dr != CX__HAMT_REMOVED)
                 (*bad)++;
             else
