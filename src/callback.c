@@ -77,6 +77,8 @@ struct serial {
 
 struct cx_callback {
     cx__ref ref;
+    cx__slab *slab; /* the slab the callback's memory is in (slab.h), or
+                       NULL: its own cx__malloc block */
     unsigned flags;
     unsigned slot_busy; /* default mode: 1 while a run uses `slot` */
     void *(*fn)(void *);
@@ -92,18 +94,45 @@ struct cx_callback {
 /* Each mode allocates only its part of the union. */
 #define DEFAULT_SIZE (offsetof(struct cx_callback, u) + sizeof(cx_context))
 #define SHARED_SIZE (offsetof(struct cx_callback, u) + sizeof(struct serial))
+_Static_assert(DEFAULT_SIZE <= CX__SLAB_BLOCK, "a default callback fits a slab block");
+
+/* Memory for a callback of `size` bytes (new, owned), *slab set as
+ * struct cx_callback's field; NULL on ENOMEM. Default callbacks come from
+ * this thread's slabs while caching (slab.h): they are typically freed by
+ * another thread, the executor's. */
+static void *callback_mem(size_t size, cx__slab **slab)
+{
+    *slab = NULL;
+    if (size == DEFAULT_SIZE && cx__caching()) {
+        cx__tstate *st = cx__tstate_get();
+        void *p = st != NULL ? cx__slab_alloc(&st->slabs, slab) : NULL;
+        if (p != NULL)
+            return p;
+    }
+    return cx__malloc(size);
+}
+
+static void callback_mem_free(cx_callback *cb)
+{
+    if (cb->slab != NULL)
+        cx__slab_free(cb->slab);
+    else
+        cx__free(cb);
+}
 
 int cx_bind(cx_callback **out, void *(*fn)(void *), void *arg, unsigned flags)
 {
     if (out == NULL || fn == NULL || (flags & ~CX_BIND_SHARED) != 0)
         return CX_EINVAL;
     bool shared = (flags & CX_BIND_SHARED) != 0;
-    cx_callback *cb = cx__malloc(shared ? SHARED_SIZE : DEFAULT_SIZE);
+    cx__slab *slab;
+    cx_callback *cb = callback_mem(shared ? SHARED_SIZE : DEFAULT_SIZE, &slab);
     if (cb == NULL)
         return CX_ENOMEM;
+    cb->slab = slab;
     if (shared) {
         if (pthread_mutex_init(&cb->u.sh.mu, NULL) != 0) {
-            cx__free(cb);
+            callback_mem_free(cb);
             return CX_ENOMEM;
         }
         cx__ec_init(&cb->u.sh.ec);
@@ -122,7 +151,7 @@ int cx_bind(cx_callback **out, void *(*fn)(void *), void *arg, unsigned flags)
             CX__CK_TRACKED(&cb->u.sh.ec, sizeof(cb->u.sh.ec));
             pthread_mutex_destroy(&cb->u.sh.mu);
         }
-        cx__free(cb);
+        callback_mem_free(cb);
         return rc;
     }
     if (shared) {
@@ -168,7 +197,7 @@ void cx_callback_release(cx_callback *cb)
     } else {
         cx__map_release(cb->root);
     }
-    cx__free(cb);
+    callback_mem_free(cb);
 }
 
 /* ------------------------------------------------------------ default mode */

@@ -90,6 +90,7 @@ void cx__caches_drain(cx__tstate *st)
     cx__fl_drain(&st->token_cache);
     cx__fl_drain(&st->ctx_cache);
     cx__varbank_drain(st);
+    cx__slabs_drain(&st->slabs);
 }
 
 void cx__caches_drain_here(void)

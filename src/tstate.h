@@ -7,6 +7,7 @@
 #define CX_TSTATE_H
 
 #include "hamt.h"
+#include "slab.h"
 
 /* The lookup cache (struct cx__fast, laid out in cxvars.h so that the
  * inline get can read it): one direct-mapped entry per slot. An entry is
@@ -74,6 +75,7 @@ typedef struct cx__tstate {
     cx__freelist token_cache; /* freed tokens kept for reuse (alloc.h) */
     cx__freelist ctx_cache;   /* freed contexts, the same way */
     cx__varbank_slot varbank[CX__VARBANK]; /* references owned (above) */
+    cx__slabs slabs; /* memory of the callbacks this thread binds (slab.h) */
     cx_context *enter_top; /* innermost context entered by cx_context_enter
                               (the enter's reference; each entered context
                               links to the one below), or NULL */
@@ -125,8 +127,8 @@ CX__HIDDEN void cx__reserve_fill(cx__tstate *st, unsigned target);
 /* Gives every reference st's variable bank holds back to its variable
  * (the last frees it). */
 CX__HIDDEN void cx__varbank_drain(cx__tstate *st);
-/* Frees the blocks st's caches hold (with the installed allocator) and
- * empties its variable bank. */
+/* Frees the blocks st's caches hold (with the installed allocator),
+ * empties its variable bank and gives up its slabs. */
 CX__HIDDEN void cx__caches_drain(cx__tstate *st);
 /* Memory for a map node when the allocator said no: a block from the
  * calling thread's reset reserve while a reset is under way
