@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
 #include <cmocka.h>
@@ -118,9 +119,11 @@ static void callbacks_outlive_the_thread_that_bound_them(void **state)
 }
 
 /* A binder and an executor at the same time, handing callbacks over
- * through an array of atomic pointers and nothing else. */
+ * through an array under a mutex (which race detectors see). */
 #define HANDOFF 4000u
-static _Atomic(cx_callback *) slot[HANDOFF];
+static cx_callback *slot[HANDOFF];
+static pthread_mutex_t slot_mu = PTHREAD_MUTEX_INITIALIZER;
+static bool producer_failed; /* under slot_mu: the executor stops */
 static void *seen_by[HANDOFF];
 static unsigned handoff_n; /* <= HANDOFF, scaled for the checkers */
 
@@ -132,12 +135,18 @@ static void *producer(void *p)
     for (unsigned i = 0; *rc == 0 && i < handoff_n; i++) {
         cx_callback *cb;
         *rc = cx_bind(&cb, record, &seen_by[i], 0);
-        if (*rc == 0)
-            atomic_store_explicit(&slot[i], cb, memory_order_release);
+        if (*rc == 0) {
+            pthread_mutex_lock(&slot_mu);
+            slot[i] = cb;
+            pthread_mutex_unlock(&slot_mu);
+        }
     }
     if (*rc == 0)
         *rc = cx_var_reset(x, t);
     cx_token_release(t);
+    pthread_mutex_lock(&slot_mu);
+    producer_failed = *rc != 0;
+    pthread_mutex_unlock(&slot_mu);
     return NULL;
 }
 
@@ -146,8 +155,17 @@ static void *executor(void *p)
     (void)p;
     for (unsigned i = 0; i < handoff_n; i++) {
         cx_callback *cb;
-        while ((cb = atomic_load_explicit(&slot[i], memory_order_acquire)) == NULL)
+        for (;;) {
+            pthread_mutex_lock(&slot_mu);
+            cb = slot[i];
+            bool stop = producer_failed;
+            pthread_mutex_unlock(&slot_mu);
+            if (cb != NULL)
+                break;
+            if (stop)
+                return NULL;
             sched_yield();
+        }
         cx_callback_invoke(cb);
     }
     return NULL;
