@@ -96,22 +96,6 @@ struct cx_callback {
 #define SHARED_SIZE (offsetof(struct cx_callback, u) + sizeof(struct serial))
 _Static_assert(DEFAULT_SIZE <= CX__SLAB_BLOCK, "a default callback fits a slab block");
 
-/* Memory for a callback of `size` bytes (new, owned), *slab set as
- * struct cx_callback's field; NULL on ENOMEM. Default callbacks come from
- * this thread's slabs while caching (slab.h): they are typically freed by
- * another thread, the executor's. */
-static void *callback_mem(size_t size, cx__slab **slab)
-{
-    *slab = NULL;
-    if (size == DEFAULT_SIZE && cx__caching()) {
-        cx__tstate *st = cx__tstate_get();
-        void *p = st != NULL ? cx__slab_alloc(&st->slabs, slab) : NULL;
-        if (p != NULL)
-            return p;
-    }
-    return cx__malloc(size);
-}
-
 static void callback_mem_free(cx_callback *cb)
 {
     if (cb->slab != NULL)
@@ -120,51 +104,17 @@ static void callback_mem_free(cx_callback *cb)
         cx__free(cb);
 }
 
-int cx_bind(cx_callback **out, void *(*fn)(void *), void *arg, unsigned flags)
+/* The fields every callback sets, the capture (root) last; then the
+ * callback is published (see below) and handed out. */
+static int bind_finish(cx_callback **out, cx_callback *cb, void *(*fn)(void *), void *arg,
+                       unsigned flags, cx__node *root)
 {
-    if (out == NULL || fn == NULL || (flags & ~CX_BIND_SHARED) != 0)
-        return CX_EINVAL;
-    bool shared = (flags & CX_BIND_SHARED) != 0;
-    cx__slab *slab;
-    cx_callback *cb = callback_mem(shared ? SHARED_SIZE : DEFAULT_SIZE, &slab);
-    if (cb == NULL)
-        return CX_ENOMEM;
-    cb->slab = slab;
-    if (shared) {
-        if (pthread_mutex_init(&cb->u.sh.mu, NULL) != 0) {
-            callback_mem_free(cb);
-            return CX_ENOMEM;
-        }
-        cx__ec_init(&cb->u.sh.ec);
-        /* Only ck's atomics touch it: hidden from helgrind/DRD until the
-         * callback is freed; the handoff is the mutex. */
-        CX__CK_UNTRACKED(&cb->u.sh.ec, sizeof(cb->u.sh.ec));
-        cb->u.sh.busy = false;
-        cb->u.sh.waiters = 0;
-    }
-    /* Last, once nothing else can fail: the current context's map minus
-     * its CX_VAR_LOCAL variables (context.h; O(1) when none is bound). */
-    cx__node *root;
-    int rc = cx__capture_root(&root);
-    if (rc != 0) {
-        if (shared) {
-            CX__CK_TRACKED(&cb->u.sh.ec, sizeof(cb->u.sh.ec));
-            pthread_mutex_destroy(&cb->u.sh.mu);
-        }
-        callback_mem_free(cb);
-        return rc;
-    }
-    if (shared) {
-        cb->root = NULL;
-        cx__context_embed(&cb->u.sh.ctx, root);
-    } else {
-        cb->root = root;
-    }
     cx__ref_init(&cb->ref);
     cb->flags = flags;
     cb->slot_busy = 0;
     cb->fn = fn;
     cb->arg = arg;
+    cb->root = root;
     /* Publishes the callback (and whatever the caller wrote before
      * binding, e.g. fn's argument) to every run. A run can only start
      * after cx_bind returned and the pointer travelled through some
@@ -174,6 +124,67 @@ int cx_bind(cx_callback **out, void *(*fn)(void *), void *arg, unsigned flags)
     CX__HAPPENS_BEFORE(&cb->fn);
     *out = cb;
     return 0;
+}
+
+/* cx_bind with CX_BIND_SHARED (out of line: its mutex and the race
+ * detectors' requests weigh on the default mode's frame). */
+static __attribute__((noinline)) int bind_shared(cx_callback **out, void *(*fn)(void *),
+                                                 void *arg)
+{
+    cx_callback *cb = cx__malloc(SHARED_SIZE);
+    if (cb == NULL)
+        return CX_ENOMEM;
+    cb->slab = NULL;
+    if (pthread_mutex_init(&cb->u.sh.mu, NULL) != 0) {
+        cx__free(cb);
+        return CX_ENOMEM;
+    }
+    cx__ec_init(&cb->u.sh.ec);
+    /* Only ck's atomics touch it: hidden from helgrind/DRD until the
+     * callback is freed; the handoff is the mutex. */
+    CX__CK_UNTRACKED(&cb->u.sh.ec, sizeof(cb->u.sh.ec));
+    cb->u.sh.busy = false;
+    cb->u.sh.waiters = 0;
+    /* Last, once nothing else can fail: the current context's map minus
+     * its CX_VAR_LOCAL variables (context.h; O(1) when none is bound). */
+    cx__node *root;
+    int rc = cx__capture_root(&root);
+    if (rc != 0) {
+        CX__CK_TRACKED(&cb->u.sh.ec, sizeof(cb->u.sh.ec));
+        pthread_mutex_destroy(&cb->u.sh.mu);
+        cx__free(cb);
+        return rc;
+    }
+    cx__context_embed(&cb->u.sh.ctx, root);
+    return bind_finish(out, cb, fn, arg, CX_BIND_SHARED, NULL);
+}
+
+int cx_bind(cx_callback **out, void *(*fn)(void *), void *arg, unsigned flags)
+{
+    if (out == NULL || fn == NULL || (flags & ~CX_BIND_SHARED) != 0)
+        return CX_EINVAL;
+    if (flags & CX_BIND_SHARED)
+        return bind_shared(out, fn, arg);
+    /* Default mode. The memory: from this thread's slabs while blocks
+     * are cached (slab.h: a callback is typically freed by another
+     * thread, the executor's), else (or if a slab cannot be had) a block
+     * of its own. */
+    cx_callback *cb = NULL;
+    cx__slab *slab = NULL;
+    cx__tstate *st = cx__caching() ? cx__tstate_get() : NULL;
+    if (st != NULL)
+        cb = cx__slab_alloc(&st->slabs, &slab);
+    if (cb == NULL && (cb = cx__malloc(DEFAULT_SIZE)) == NULL)
+        return CX_ENOMEM;
+    cb->slab = slab;
+    /* The capture: as in bind_shared. */
+    cx__node *root;
+    int rc = cx__capture_root(&root);
+    if (rc != 0) {
+        callback_mem_free(cb);
+        return rc;
+    }
+    return bind_finish(out, cb, fn, arg, 0, root);
 }
 
 cx_callback *cx_callback_retain(cx_callback *cb)
@@ -207,6 +218,7 @@ struct copy_run {
     cx_context *ctx;  /* the run's context (a reference) */
     cx_callback *ref; /* a reference to release at the end, or NULL */
     cx_callback *slot_of; /* ctx is this callback's slot, or NULL */
+    cx__tstate *st_of;    /* ctx is this thread state's run_ctx, or NULL */
 };
 
 /* The end of a default run, however it ends (a cleanup handler).
@@ -218,6 +230,8 @@ static void copy_run_end(void *p)
      * callbacks run here, in this thread). cx_context_run has left ctx by
      * now, and holds no reference to it any more. */
     cx_context_release(r->ctx);
+    if (r->st_of != NULL)
+        r->st_of->run_ctx_busy = false;
     if (r->slot_of != NULL) {
         /* The slot's teardown is visible to the next run that claims it
          * (its compare-and-swap, then CX__HAPPENS_AFTER). */
@@ -242,6 +256,26 @@ static int run_copy(cx_callback *cb, void **result, cx_callback *own)
      * sets never update it in place. */
     cx__node *root = cb->root;
     cx__map_retain(root);
+    cx__tstate *st = cx__caching() ? cx__tstate_cur() : NULL;
+    if (st != NULL && !st->run_ctx_busy &&
+        (st->run_ctx != NULL || (st->run_ctx = cx__malloc(sizeof(cx_context))) != NULL)) {
+        /* The common case while blocks are cached: this thread's own run
+         * context (tstate.h), which nobody else can reach, run without
+         * locked instructions (cx__run_private); the run writes nothing
+         * into the callback. (Under a race detector blocks are not
+         * cached: every run is in the slot or a block of its own, below.)
+         * A run of a callback from inside another run of this thread
+         * takes the slot. */
+        st->run_ctx_busy = true;
+        r.ctx = cx__context_embed(st->run_ctx, root);
+        r.st_of = st;
+        pthread_cleanup_push(copy_run_end, &r);
+        void *res = cx__run_private(st, r.ctx, fn, arg);
+        if (result != NULL)
+            *result = res;
+        pthread_cleanup_pop(1);
+        return 0;
+    }
     if (ck_pr_cas_uint(&cb->slot_busy, 0, 1)) {
         /* The previous user of the slot is done with it. */
         ck_pr_fence_acquire();

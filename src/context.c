@@ -386,6 +386,30 @@ void *cx__run_claimed(cx__tstate *st, cx_context *ctx, void *(*fn)(void *), void
     return fn(arg);
 }
 
+/* The end of cx__run_private, however fn ends (cleanup attribute, as
+ * cx__run_frame_leave). */
+static inline __attribute__((always_inline)) void run_private_leave(struct cx__run_frame *fr)
+{
+    cx_context *ctx = fr->ctx;
+    if (__builtin_expect(fr->st->cur != ctx, 0))
+        cx__exit_entered_into(fr->st, ctx);
+    if (cx__watching())
+        cx__watch_switch(CX_WATCH_EXIT, ctx);
+    (void)cx__switch_in_quiet(fr->st, ctx->enter_prev);
+    /* Nobody else can have flagged the word (cx__run_private). */
+    CX__ASSERT(ck_pr_load_uint(&ctx->entered) == CX__CTX_ENTERED);
+    ck_pr_store_uint(&ctx->entered, 0);
+}
+
+void *cx__run_private(cx__tstate *st, cx_context *ctx, void *(*fn)(void *), void *arg)
+{
+    CX__ASSERT(ctx->private_ && ctx->embedded_ && ctx->entered == 0 && cx__detector == 0);
+    ck_pr_store_uint(&ctx->entered, CX__CTX_ENTERED);
+    struct cx__run_frame fr __attribute__((cleanup(run_private_leave), unused)) =
+        cx__run_enter(st, ctx);
+    return fn(arg);
+}
+
 int cx_context_enter(cx_context *ctx)
 {
     if (ctx == NULL)

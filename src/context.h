@@ -312,6 +312,15 @@ static inline __attribute__((always_inline)) void cx__run_frame_leave(struct cx_
  * (cx__try_enter); it is left when this returns, however fn ends. */
 CX__HIDDEN void *cx__run_claimed(cx__tstate *st, cx_context *ctx, void *(*fn)(void *),
                                  void *arg);
+/* cx_context_run for a private context that no other thread can reach
+ * (embedded in storage of the calling thread's, never shown to anyone:
+ * nobody can enter it, release it, flag it or park a strand job on it):
+ * claimed and left with plain stores, not the compare-and-swap and
+ * exchange that a context others may enter needs. Only while blocks are
+ * cached (no race detector is announced to, which would need the claim's
+ * announcements). Left when this returns, however fn ends. */
+CX__HIDDEN void *cx__run_private(cx__tstate *st, cx_context *ctx, void *(*fn)(void *),
+                                 void *arg);
 
 /* A reference to ctx's current map, consistent even while the owner sets
  * (new reference, may be NULL for empty). */

@@ -89,35 +89,34 @@ static void retire(cx__slabs *own)
     own->retired[(own->oldest + own->nretired) % CX__SLAB_RETIRED] = own->cur;
     own->nretired++;
     own->cur = NULL;
+    own->next = own->end = NULL;
 }
 
-void *cx__slab_alloc(cx__slabs *own, cx__slab **slab)
+void *cx__slab_alloc_slow(cx__slabs *own, cx__slab **slab)
 {
-    if (own->cur == NULL || own->next == CX__SLAB_BLOCKS) {
-        if (own->cur != NULL)
-            retire(own);
-        cx__slab *s = slab_next(own);
-        if (s == NULL)
-            return NULL;
-        /* Every block counted as in use now, with one atomic write per
-         * slab, not one per block: the blocks not carved yet are given
-         * back when the slab is given up (cx__slabs_drain). The slab is
-         * ours alone here (live was 1): a plain store. */
-        ck_pr_store_uint(&s->live, 1u + CX__SLAB_BLOCKS);
-        own->cur = s;
-        own->next = 0;
-    }
-    cx__slab *s = own->cur;
-    *slab = s;
-    return s->blocks + (size_t)own->next++ * CX__SLAB_BLOCK;
+    if (own->cur != NULL)
+        retire(own);
+    cx__slab *s = slab_next(own);
+    if (s == NULL)
+        return NULL;
+    /* Every block counted as in use now, with one atomic write per slab,
+     * not one per block: the blocks not carved yet are given back when
+     * the slab is given up (cx__slabs_drain). The slab is ours alone here
+     * (live was 1): a plain store. */
+    ck_pr_store_uint(&s->live, 1u + CX__SLAB_BLOCKS);
+    own->cur = s;
+    own->next = s->blocks;
+    own->end = s->blocks + (size_t)CX__SLAB_BLOCKS * CX__SLAB_BLOCK;
+    return cx__slab_alloc(own, slab);
 }
 
 void cx__slabs_drain(cx__slabs *own)
 {
     if (own->cur != NULL) {
-        /* The uncarved blocks and the hold. */
-        slab_put(own->cur, CX__SLAB_BLOCKS - own->next + 1u);
+        /* The blocks not carved, and the hold. */
+        slab_put(own->cur, (unsigned)((size_t)(own->end - own->next) / CX__SLAB_BLOCK) + 1u);
         own->cur = NULL;
+        own->next = own->end = NULL;
     }
     while (own->nretired != 0) {
         slab_put(own->retired[own->oldest], 1);

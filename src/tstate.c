@@ -91,6 +91,10 @@ void cx__caches_drain(cx__tstate *st)
     cx__fl_drain(&st->ctx_cache);
     cx__varbank_drain(st);
     cx__slabs_drain(&st->slabs);
+    if (!st->run_ctx_busy) {
+        cx__free(st->run_ctx);
+        st->run_ctx = NULL;
+    }
 }
 
 void cx__caches_drain_here(void)

@@ -76,6 +76,13 @@ typedef struct cx__tstate {
     cx__freelist ctx_cache;   /* freed contexts, the same way */
     cx__varbank_slot varbank[CX__VARBANK]; /* references owned (above) */
     cx__slabs slabs; /* memory of the callbacks this thread binds (slab.h) */
+    /* Storage for the context of a default-mode callback run in this
+     * thread (callback.c), while blocks are cached: private to the thread,
+     * so the run claims and leaves it with plain stores (cx__run_private)
+     * and writes nothing into the callback. Owned (sizeof(cx_context),
+     * freed with the state); NULL until the first such run. */
+    void *run_ctx;
+    bool run_ctx_busy; /* a run of this thread is in run_ctx */
     cx_context *enter_top; /* innermost context entered by cx_context_enter
                               (the enter's reference; each entered context
                               links to the one below), or NULL */
