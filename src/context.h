@@ -69,8 +69,8 @@ struct cx_context {
 };
 
 /* References a bank takes at once when empty, and holds at most. */
-#define CX__BANK_FILL 16u
-#define CX__BANK_MAX 64u
+#define CX__BANK_FILL 256u
+#define CX__BANK_MAX 512u
 
 /* Context memory through the calling thread's cache (tstate.h). */
 static inline void *cx__context_mem_alloc(void)
