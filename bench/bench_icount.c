@@ -27,8 +27,14 @@
  *   atomic_pair    a locked increment and decrement of one word: the anchor
  *                  of run (what a context claim and release cost at least)
  *   set_reset      cx_var_set(var, v, &tok) + cx_var_reset + token release,
- *                  10 variables bound in the thread's own context, var one
- *                  of them (bench_core's set_reset_ns@10)
+ *                  10 variables bound in the thread's own context, var each
+ *                  of them in turn (bench_core's set_reset_ns@10). In turn,
+ *                  not one: a variable's depth in the map depends on where
+ *                  malloc put it (its hash is its address's), and with 10
+ *                  keys over 32 root slots two or three usually share one
+ *                  and sit a level deeper (about 68 instructions more for
+ *                  the two walks); one variable's figure would be the luck
+ *                  of the heap's layout, the average over the 10 is not.
  *   set_reset_new  the same for a variable not yet bound (insert + delete)
  *   with           CX_WITH(var, v) {} on a bound variable
  *   copy_release@N cx_copy_context + cx_context_release with N variables
@@ -97,6 +103,20 @@ __attribute__((noinline)) static int op_set_reset(cx_var *v, unsigned long n)
     return rc;
 }
 
+/* op_set_reset over every bound variable in turn (see set_reset). */
+__attribute__((noinline)) static int op_set_reset_all(unsigned long n)
+{
+    int rc = 0;
+    for (unsigned long i = 0; i < n; i += nvars) /* n: a multiple of nvars */
+        for (unsigned k = 0; k < nvars; k++) {
+            cx_token *tok;
+            rc |= cx_var_set(vars[k], (void *)(uintptr_t)(i | 1), &tok);
+            rc |= cx_var_reset(vars[k], tok);
+            cx_token_release(tok);
+        }
+    return rc;
+}
+
 __attribute__((noinline)) static void op_with(cx_var *v, unsigned long n)
 {
     for (unsigned long i = 0; i < n; i++) {
@@ -157,7 +177,7 @@ void measured(const char *op, unsigned long n)
     else if (strcmp(op, "atomic_pair") == 0)
         op_atomic_pair(n);
     else if (strcmp(op, "set_reset") == 0)
-        rc = op_set_reset(vars[5], n);
+        rc = op_set_reset_all(n);
     else if (strcmp(op, "set_reset_new") == 0)
         rc = op_set_reset(var_unset, n);
     else if (strcmp(op, "with") == 0)

@@ -15,40 +15,59 @@ struct cx_token {
     void *old;       /* stored word before the set, if has_old (owned) */
 };
 
+/* The two slots (ways) of this thread's variable bank where var's
+ * references may be (tstate.h). Picked by the hash's top bits: the low
+ * ones choose the map's root slot, and variables that share one there
+ * would share a set here too. */
+static inline cx__varbank_slot *varbank_set(cx__tstate *st, const cx_var *var)
+{
+    return &st->varbank[((var->hash >> 24) % CX__VARBANK_SETS) * 2u];
+}
+
 /* The token's reference to its variable, from this thread's variable
- * bank (tstate.h) when it has some for var; refilled with one atomic add
- * (a slot holding another variable's references gives them back first). */
+ * bank (tstate.h) when a way of var's set has some; else refilled with
+ * one atomic add into way 0, whose variable moves to way 1 (and way 1's
+ * references go back to their variable first). */
 static inline void var_ref_take(cx__tstate *st, cx_var *var)
 {
-    cx__varbank_slot *sl = &st->varbank[var->hash % CX__VARBANK];
-    if (__builtin_expect(sl->var == var && sl->n != 0, 1)) {
-        sl->n--;
+    cx__varbank_slot *set = varbank_set(st, var);
+    if (__builtin_expect(set[0].var == var && set[0].n != 0, 1)) {
+        set[0].n--;
+        return;
+    }
+    if (set[1].var == var && set[1].n != 0) {
+        set[1].n--;
         return;
     }
     if (!cx__allocator_is_default) {
         cx__var_retain(var);
         return;
     }
-    if (sl->n != 0)
-        cx__var_release_n(sl->var, sl->n);
+    if (set[1].n != 0)
+        cx__var_release_n(set[1].var, set[1].n);
+    set[1] = set[0];
     /* We hold a reference (the caller's): adding is safe. */
     cx__ref_add(&var->ref, CX__VARBANK_FILL);
-    sl->var = var;
-    sl->n = CX__VARBANK_FILL - 1;
+    set[0].var = var;
+    set[0].n = CX__VARBANK_FILL - 1;
 }
 
-/* A token's reference to var, dropped: into this thread's bank when its
- * slot holds var (or nothing), else released. */
+/* A token's reference to var, dropped: into this thread's bank when a way
+ * of its set holds var (or nothing), else released. */
 static inline void var_ref_drop(cx_var *var)
 {
     cx__tstate *st = cx__tstate_cur();
     if (st != NULL) {
-        cx__varbank_slot *sl = &st->varbank[var->hash % CX__VARBANK];
-        /* An empty slot adopts var (only while banks are in use). */
-        if (sl->n == 0 ? cx__allocator_is_default : sl->var == var && sl->n < CX__VARBANK_MAX) {
-            sl->var = var;
-            sl->n++;
-            return;
+        cx__varbank_slot *set = varbank_set(st, var);
+        for (unsigned w = 0; w < 2; w++) {
+            cx__varbank_slot *sl = &set[w];
+            /* An empty way adopts var (only while banks are in use). */
+            if (sl->n == 0 ? cx__allocator_is_default
+                           : sl->var == var && sl->n < CX__VARBANK_MAX) {
+                sl->var = var;
+                sl->n++;
+                return;
+            }
         }
     }
     cx__var_release(var);

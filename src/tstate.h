@@ -46,14 +46,17 @@ static inline void cx__cache_fill(cx__cache_entry *e, const cx_var *var, uint64_
  * every thread setting the variable shares, takes two locked instructions
  * out of each set+reset. A slot holds `n` references to `var` (var is
  * meaningless when n is 0), filled CX__VARBANK_FILL at a time, at most
- * CX__VARBANK_MAX; slots are picked by the variable's hash. Used only
+ * CX__VARBANK_MAX; a variable's references may be in either slot (way)
+ * of the set its hash picks, so two variables a thread sets in turn that
+ * meet in one set do not evict each other on every set (token.c). Used only
  * while the allocator is malloc/free (a counting allocator sees a released
  * variable freed at once); a thread's bank is emptied when its state ends
  * and by cx_set_allocator, so a variable outlives its last user reference
  * only while some thread that set it lives. (Releasing a variable has no
  * effect a program can observe but the memory: its default is never
  * destroyed.) */
-#define CX__VARBANK 8u
+#define CX__VARBANK_SETS 16u
+#define CX__VARBANK (CX__VARBANK_SETS * 2u)
 #define CX__VARBANK_FILL 16u
 #define CX__VARBANK_MAX 64u
 typedef struct cx__varbank_slot {
