@@ -52,6 +52,8 @@ typedef struct cx__slabs {
     cx__slab *retired[CX__SLAB_RETIRED]; /* each owned (its hold) */
 } cx__slabs;
 
+/* True when cx__slab_alloc will carve from own's current slab (no call). */
+static inline bool cx__slab_ready(const cx__slabs *own) { return own->next != own->end; }
 /* cx__slab_alloc's part when own's current slab has no block left. */
 CX__HIDDEN void *cx__slab_alloc_slow(cx__slabs *own, cx__slab **slab);
 /* A block of CX__SLAB_BLOCK bytes from own's slabs (new, owned; give it
