@@ -81,10 +81,10 @@ TEST_BINS   := $(patsubst tests/%.c,$(B)/tests/%,$(TEST_SRCS))
 # Programs that fragments add to every test/valgrind/sanitizer run.
 EXTRA_TEST_BINS :=
 # What make check runs, in order; each fragment appends its own check-*.
-CHECK_PARTS := test check-memcheck check-helgrind check-drd check-asan check-tsan
+CHECK_PARTS := test check-memcheck check-helgrind check-drd check-asan check-asan-cached check-tsan
 
 .PHONY: all lib test check deps deps-check clean install uninstall help \
-        check-memcheck check-helgrind check-drd check-asan check-tsan \
+        check-memcheck check-helgrind check-drd check-asan check-asan-cached check-tsan \
         run-tests run-valgrind
 .DEFAULT_GOAL := all
 
@@ -169,6 +169,15 @@ check-asan:
 	@$(MAKE) --no-print-directory B=build/asan SAN=asan lib
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  $(MAKE) --no-print-directory B=build/asan SAN=asan run-tests RUN_LABEL=asan+ubsan
+# The caches (slabs, banks, a thread's run context) are off in the
+# sanitizer builds above, so that ASan sees every block's own life; this
+# build turns them on (CX_TEST_CACHES, src/alloc.h) so that ASan and
+# LeakSanitizer check the caches' own code.
+check-asan-cached:
+	@$(MAKE) --no-print-directory B=build/asan-cached SAN=asan CFLAGS="$(CFLAGS) -DCX_TEST_CACHES" lib
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  $(MAKE) --no-print-directory B=build/asan-cached SAN=asan CFLAGS="$(CFLAGS) -DCX_TEST_CACHES" \
+	  run-tests RUN_LABEL=asan+ubsan-cached
 check-tsan:
 	@$(MAKE) --no-print-directory B=build/tsan SAN=tsan lib
 	@TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp" \
@@ -267,6 +276,7 @@ help:
 	  'make check-helgrind the test programs under helgrind' \
 	  'make check-drd      the test programs under DRD' \
 	  'make check-asan     the test programs built with ASan+UBSan (in build/asan)' \
+	  'make check-asan-cached  the same with the library'"'"'s block caches on (build/asan-cached)' \
 	  'make check-tsan     the test programs built with TSan (in build/tsan)' \
 	  'make check-oom      out-of-memory walk, natively and under memcheck' \
 	  'make check-fuzz     differential fuzzer: corpus replay, then FUZZ_SECONDS of fuzzing' \

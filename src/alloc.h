@@ -32,7 +32,11 @@ static inline void cx__free(void *p)
  * program loaded the library (cx__detector): each must see every block's
  * own life. A cached block is freed with
  * cx__free when its thread's state ends. */
-#if defined(__SANITIZE_ADDRESS__) || defined(CX__TSAN)
+#if defined(CX_TEST_CACHES) && !defined(CX__TSAN)
+/* make check-asan-cached: an ASan build with the caches on, so that the
+ * sanitizer checks the caches' own code (slabs, banks, run contexts). */
+#define CX__CACHE_BUILT 1
+#elif defined(__SANITIZE_ADDRESS__) || defined(CX__TSAN)
 #define CX__CACHE_BUILT 0
 #elif defined(__has_feature)
 #if __has_feature(address_sanitizer)

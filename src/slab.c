@@ -22,6 +22,8 @@ unsigned cx__slabs_alive(void) { return ck_pr_load_uint(&alive); }
 unsigned cx__slabs_made(void) { return ck_pr_load_uint(&made); }
 
 #define SLAB_BYTES (sizeof(struct cx__slab) + 64u + (size_t)CX__SLAB_BLOCKS * CX__SLAB_BLOCK)
+/* One malloc block of 4 KiB at most (glibc's header included). */
+_Static_assert(SLAB_BYTES + 16u <= 4096u, "a slab fits 4 KiB");
 
 static void slab_destroy(cx__slab *s)
 {
@@ -61,6 +63,19 @@ static cx__slab *slab_next(cx__slabs *own)
             ck_pr_fence_acquire();
             own->oldest = (own->oldest + 1) % CX__SLAB_RETIRED;
             own->nretired--;
+            /* The ring drains when the thread's callbacks come back as
+             * fast as it binds: a next-oldest slab already free is one
+             * more than the thread needs, given up here (freed now: only
+             * our hold is left). A burst therefore leaves no lasting
+             * ring behind. */
+            if (own->nretired != 0) {
+                cx__slab *next = own->retired[own->oldest];
+                if (ck_pr_load_uint(&next->live) == 1) {
+                    own->oldest = (own->oldest + 1) % CX__SLAB_RETIRED;
+                    own->nretired--;
+                    slab_put(next, 1);
+                }
+            }
             return old;
         }
     }

@@ -36,10 +36,19 @@
 #include "alloc.h"
 
 /* Blocks of CX__SLAB_BLOCK bytes, cache-line aligned, CX__SLAB_BLOCKS per
- * slab; CX__SLAB_RETIRED slabs wait for reuse per thread. */
+ * slab (a slab is one 4 KiB malloc block); CX__SLAB_RETIRED slabs wait
+ * for reuse per thread.
+ *
+ * The cost of slabs: a slab is reused or freed only once every block of
+ * it is back, so a callback that lives long (one per connection, kept
+ * until it closes) keeps its whole slab: at worst 31 times the memory a
+ * malloc'd callback would hold. Small slabs keep that bound low; the ring
+ * keeps about 2,000 recently used blocks between a block's free and its
+ * reuse, and drains when the thread's callbacks come back as fast as it
+ * binds (slab_next). */
 #define CX__SLAB_BLOCK 128u
-#define CX__SLAB_BLOCKS 127u
-#define CX__SLAB_RETIRED 16u
+#define CX__SLAB_BLOCKS 31u
+#define CX__SLAB_RETIRED 64u
 
 typedef struct cx__slab cx__slab;
 

@@ -23,6 +23,10 @@ void cx__tstate_free(cx__tstate *st)
     for (unsigned i = 0; i < st->nreserve; i++)
         cx__free(st->reserve[i]);
     cx__caches_drain(st);
+    /* Busy only if a run's cleanup was itself cut short (a cancellation
+     * acted on inside a destroy callback it ran): nothing can resume that
+     * run once the state ends, so its storage goes too. */
+    cx__free(st->run_ctx);
     cx__free(st);
     if (base != NULL) {
         cx__leave(base);

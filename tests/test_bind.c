@@ -12,8 +12,8 @@
  * place (TEST_BIND_CACHED): the library then caches blocks, so callbacks
  * come from slabs and default runs happen in the thread's own run
  * context, the paths a program normally takes. `live` stays 0 there (its
- * checks hold trivially; memcheck checks leaks), and the tests that need
- * a failing allocator are left out.
+ * checks hold trivially; make check-asan-cached's LeakSanitizer checks
+ * leaks), and the tests that need a failing allocator are left out.
  *
  * cmocka asserts only on the main thread: workers record what they saw,
  * the main thread asserts after joining them.

@@ -71,6 +71,37 @@ static void callback_memory_is_reused_not_grown(void **state)
         assert_int_equal(most, base);
 }
 
+/* After a burst of callbacks outstanding at once, a thread whose
+ * callbacks then come back as fast as it binds keeps no ring of slabs:
+ * the slabs the burst needed are freed as it goes on binding. */
+static void a_burst_leaves_no_ring_behind(void **state)
+{
+    (void)state;
+    unsigned base = cx__slabs_alive();
+    cx_callback **cb = calloc(MANY, sizeof(*cb));
+    assert_non_null(cb);
+    for (unsigned i = 0; i < MANY; i++)
+        assert_int_equal(cx_bind(&cb[i], ignore, NULL, 0), 0);
+    unsigned burst = cx__slabs_alive();
+    for (unsigned i = 0; i < MANY; i++)
+        cx_callback_invoke(cb[i]);
+    free(cb);
+    /* One at a time now: each slab change gives up a spare free slab. */
+    for (unsigned i = 0; i < 4u * MANY; i++) {
+        cx_callback *one;
+        assert_int_equal(cx_bind(&one, ignore, NULL, 0), 0);
+        cx_callback_invoke(one);
+    }
+    unsigned after = cx__slabs_alive();
+    if (cx__caching()) {
+        assert_true(burst >= base + CX__SLAB_RETIRED); /* the burst needed many */
+        assert_true(after <= base + 3u);               /* and they are gone */
+    } else {
+        assert_int_equal(burst, base);
+        assert_int_equal(after, base);
+    }
+}
+
 /* A binder thread: binds every callback of the array with x set, then
  * ends (its slabs are given up while the callbacks still live). */
 typedef struct batch {
@@ -229,6 +260,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(callback_memory_is_reused_not_grown),
+        cmocka_unit_test(a_burst_leaves_no_ring_behind),
         cmocka_unit_test(callbacks_outlive_the_thread_that_bound_them),
         cmocka_unit_test(blocks_freed_by_an_executor_while_their_binder_runs),
         cmocka_unit_test(captured_values_are_destroyed_with_the_last_callback),
