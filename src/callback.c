@@ -4,7 +4,8 @@
  * A callback is one allocation: the function, its argument, a reference
  * count, the capture and the room its runs need (a context embedded in
  * the object: private, no lock, no separate allocation). Each mode
- * allocates only its own part.
+ * allocates only its own part. While blocks are cached, a default-mode
+ * callback is a block of its binder's slabs (slab.h), not a malloc.
  *
  * Default mode (flags == 0). The capture is a reference to the map that
  * was current at cx_bind (`root`); it never changes. Each run builds a
@@ -14,7 +15,13 @@
  * released when the run ends. Runs may overlap: they only read `root` and
  * take map references.
  *
- * Where the run's context lives: in the callback's run slot, a second
+ * Where the run's context lives. While blocks are cached (no race
+ * detector, no valgrind checker): in the running thread's own run
+ * context (tstate.h `run_ctx`), which nobody else can reach, so the run
+ * claims and leaves it with plain stores (cx__run_private) and writes
+ * nothing into the callback; a run nested in another run of the same
+ * thread finds it busy and goes on as below. Otherwise: in the
+ * callback's run slot, a second
  * embedded context, claimed by a compare-and-swap (`slot_busy`); a run
  * that finds the slot taken (runs overlapping in several threads, or a
  * run of the callback from inside its own run) allocates a context
