@@ -298,14 +298,7 @@ static int run_copy(cx_callback *cb, void **result, cx_callback *own)
         st->run_ctx_busy = true;
         r.ctx = cx__context_embed(st->run_ctx, root);
         r.st_of = st;
-        pthread_cleanup_push(copy_run_end, &r);
-        void *res = cx__run_private(st, r.ctx, fn, arg);
-        if (result != NULL)
-            *result = res;
-        pthread_cleanup_pop(1);
-        return 0;
-    }
-    if (ck_pr_cas_uint(&cb->slot_busy, 0, 1)) {
+    } else if (ck_pr_cas_uint(&cb->slot_busy, 0, 1)) {
         /* The previous user of the slot is done with it. */
         ck_pr_fence_acquire();
         CX__HAPPENS_AFTER(&cb->slot_busy);
@@ -321,7 +314,14 @@ static int run_copy(cx_callback *cb, void **result, cx_callback *own)
         }
     }
     pthread_cleanup_push(copy_run_end, &r);
-    rc = cx_context_run(r.ctx, fn, arg, result);
+    if (r.st_of != NULL) {
+        void *res = cx__run_private(st, r.ctx, fn, arg);
+        if (result != NULL)
+            *result = res;
+        rc = 0;
+    } else {
+        rc = cx_context_run(r.ctx, fn, arg, result);
+    }
     pthread_cleanup_pop(1);
     return rc;
 }

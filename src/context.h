@@ -360,8 +360,6 @@ CX__HIDDEN cx_context *cx__context_embed_shared(cx_context *storage, cx__node *r
  * variables; *out receives it minus those. 0 or CX_ENOMEM (then nothing
  * is held and *out is untouched). */
 CX__HIDDEN int cx__capture_strip(cx__node *root, cx__node **out);
-/* A new map reference in *out (NULL: empty) for the current context minus
- * its local variables. 0 or CX_ENOMEM (*out untouched). */
 /* True when cx__capture_root's answer for cur (the current context) is
  * cx__owner_root_ref(cur), taken from its bank with no call: its map is
  * empty, or its bank holds a reference and the map binds no local
@@ -370,6 +368,8 @@ static inline bool cx__capture_root_ready(const cx_context *cur)
 {
     return cur->root == NULL || (cur->bank != 0 && cur->bank_plain);
 }
+/* A new map reference in *out (NULL: empty) for the current context minus
+ * its local variables. 0 or CX_ENOMEM (*out untouched). */
 static inline int cx__capture_root(cx__node **out)
 {
     cx_context *cur = cx__current();

@@ -11,13 +11,23 @@ struct cx__slab {
      * happens before any reuse); whoever reads 1 (the owner, deciding to
      * reuse) or reaches 0 (freeing the slab) does so with acquire. */
     unsigned live;
-    void *mem; /* what cx__malloc returned (the blocks are aligned in it) */
-    unsigned char *blocks;
+    bool counted; /* made while the test counters were on */
 };
 
-/* Atomic counters for tests: slabs allocated and not freed, allocated. */
+/* The slab's first block: the first cache line boundary after its header
+ * (the slab is the cx__malloc block itself). */
+static unsigned char *slab_blocks(cx__slab *s)
+{
+    return (unsigned char *)(((uintptr_t)(s + 1) + 63u) & ~(uintptr_t)63u);
+}
+
+/* Counters for tests (cx__slabs_count): slabs allocated and not freed,
+ * and allocated. Off unless a test turns them on: they are atomics on
+ * lines every binding and every freeing thread would otherwise share. */
+static bool counting;
 static unsigned alive, made;
 
+void cx__slabs_count(void) { counting = true; }
 unsigned cx__slabs_alive(void) { return ck_pr_load_uint(&alive); }
 unsigned cx__slabs_made(void) { return ck_pr_load_uint(&made); }
 
@@ -27,8 +37,9 @@ _Static_assert(SLAB_BYTES + 16u <= 4096u, "a slab fits 4 KiB");
 
 static void slab_destroy(cx__slab *s)
 {
-    ck_pr_dec_uint(&alive);
-    cx__free(s->mem);
+    if (s->counted)
+        ck_pr_dec_uint(&alive);
+    cx__free(s);
 }
 
 /* Drops one count of s's live; frees s if it was the last. */
@@ -79,16 +90,15 @@ static cx__slab *slab_next(cx__slabs *own)
             return old;
         }
     }
-    void *mem = cx__malloc(SLAB_BYTES);
-    if (mem == NULL)
+    cx__slab *s = cx__malloc(SLAB_BYTES);
+    if (s == NULL)
         return NULL;
-    cx__slab *s = mem;
-    s->mem = mem;
-    uintptr_t b = ((uintptr_t)(s + 1) + 63u) & ~(uintptr_t)63u;
-    s->blocks = (unsigned char *)b;
     s->live = 1;
-    ck_pr_inc_uint(&alive);
-    ck_pr_inc_uint(&made);
+    s->counted = counting;
+    if (s->counted) {
+        ck_pr_inc_uint(&alive);
+        ck_pr_inc_uint(&made);
+    }
     return s;
 }
 
@@ -120,8 +130,8 @@ void *cx__slab_alloc_slow(cx__slabs *own, cx__slab **slab)
      * (live was 1): a plain store. */
     ck_pr_store_uint(&s->live, 1u + CX__SLAB_BLOCKS);
     own->cur = s;
-    own->next = s->blocks;
-    own->end = s->blocks + (size_t)CX__SLAB_BLOCKS * CX__SLAB_BLOCK;
+    own->next = slab_blocks(s);
+    own->end = own->next + (size_t)CX__SLAB_BLOCKS * CX__SLAB_BLOCK;
     return cx__slab_alloc(own, slab);
 }
 

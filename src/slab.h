@@ -87,8 +87,11 @@ CX__HIDDEN void cx__slab_free(cx__slab *slab);
 /* Gives up every slab own holds (the thread's state ends, or the
  * allocator changes): each is freed now or by its last block's free. */
 CX__HIDDEN void cx__slabs_drain(cx__slabs *own);
-/* Slabs allocated and not yet freed, and slabs allocated, in the whole
- * process (for tests). */
+/* For tests: cx__slabs_count turns on the process-wide counts of slabs
+ * allocated and not yet freed (cx__slabs_alive) and allocated
+ * (cx__slabs_made), for the slabs made from then on; call it before any
+ * slab is made. */
+CX__HIDDEN void cx__slabs_count(void);
 CX__HIDDEN unsigned cx__slabs_alive(void);
 CX__HIDDEN unsigned cx__slabs_made(void);
 

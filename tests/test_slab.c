@@ -246,6 +246,7 @@ static void captured_values_are_destroyed_with_the_last_callback(void **state)
 static int setup(void **state)
 {
     (void)state;
+    cx__slabs_count(); /* before the first slab */
     return cx_var_new(&x, "x", NULL);
 }
 
