@@ -200,14 +200,18 @@ CX__HIDDEN cx__hamt_del_result cx__hamt_del(cx__node **rootp, const void *key, u
  * handed over, *old receives the replaced entry with its reference) and
  * returns true. Otherwise changes nothing and returns false: call
  * cx__hamt_set. Nothing is allocated, nothing changes size, and no
- * locked instruction runs. */
-static inline bool cx__hamt_replace_owned(cx__node *n, const cx__entry *e, uint32_t hash,
-                                          cx__entry *old)
+ * locked instruction runs. `announce`: tell race detectors about each
+ * node found unique (a constant: false only on paths that never run
+ * under one, which then make no call at all). */
+static inline __attribute__((always_inline)) bool
+cx__hamt_replace_owned_(cx__node *n, const cx__entry *e, uint32_t hash, cx__entry *old,
+                        bool announce)
 {
     /* Bitmap levels have shifts 0..30; below the last one only collision
      * nodes hang, which stop the walk. */
     for (unsigned shift = 0; n != NULL; shift += 5) {
-        if (n->kind != CX__HAMT_BITMAP || !cx__ref_unique(&n->ref))
+        if (n->kind != CX__HAMT_BITMAP ||
+            !(announce ? cx__ref_unique(&n->ref) : cx__ref_unique_unannounced(&n->ref)))
             return false;
         uint32_t bit = 1u << ((hash >> shift) & 31u);
         if (!(n->bits & bit))
@@ -223,6 +227,17 @@ static inline bool cx__hamt_replace_owned(cx__node *n, const cx__entry *e, uint3
         n = (cx__node *)slot->value; /* a link */
     }
     return false;
+}
+static inline bool cx__hamt_replace_owned(cx__node *n, const cx__entry *e, uint32_t hash,
+                                          cx__entry *old)
+{
+    return cx__hamt_replace_owned_(n, e, hash, old, true);
+}
+/* The same for callers that run only while no race detector is attached. */
+static inline bool cx__hamt_replace_owned_unannounced(cx__node *n, const cx__entry *e,
+                                                      uint32_t hash, cx__entry *old)
+{
+    return cx__hamt_replace_owned_(n, e, hash, old, false);
 }
 
 /* Calls fn for every entry (borrowed); stops at the first non-zero return

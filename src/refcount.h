@@ -87,5 +87,15 @@ static inline bool cx__ref_unique(cx__ref *r)
     CX__HAPPENS_AFTER(r);
     return true;
 }
+/* cx__ref_unique without the announcement to race detectors: for paths
+ * that run only when none is attached (alloc.h's cx__caching() is false
+ * under every detector), so that they make no call. */
+static inline bool cx__ref_unique_unannounced(cx__ref *r)
+{
+    if (ck_pr_load_uint(&r->n) != 1)
+        return false;
+    ck_pr_fence_acquire();
+    return true;
+}
 
 #endif

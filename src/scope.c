@@ -72,6 +72,7 @@ __attribute__((constructor)) static void scope_init(void)
 {
     memcpy(cx__scope_var_obj.bytes + offsetof(cx_var, name), SCOPE_VAR_NAME,
            sizeof(SCOPE_VAR_NAME));
+    cx__var_derive(&cx__scope_var_obj.v);
     CX__CK_UNTRACKED(&cx__scopes_used, sizeof(cx__scopes_used));
 }
 

@@ -16,12 +16,10 @@ struct cx_token {
 };
 
 /* The two slots (ways) of this thread's variable bank where var's
- * references may be (tstate.h). Picked by the hash's top bits: the low
- * ones choose the map's root slot, and variables that share one there
- * would share a set here too. */
+ * references may be (tstate.h, cx__varbank_index). */
 static inline cx__varbank_slot *varbank_set(cx__tstate *st, const cx_var *var)
 {
-    return &st->varbank[((var->hash >> 24) % CX__VARBANK_SETS) * 2u];
+    return &st->varbank[var->bank];
 }
 
 /* The token's reference to its variable, from this thread's variable
@@ -89,14 +87,108 @@ static inline void token_free(cx_token *t)
 
 /* After a successful change in this thread: every cached lookup is stale,
  * except the one we know, which is written through. */
-static void cache_changed(cx__tstate *st, const cx_var *var, bool found, void *value)
+static inline void cache_changed(cx__tstate *st, const cx_var *var, bool found, void *value)
 {
     st->fast.gen++;
-    cx__cache_entry *e = &st->fast.cache[cx__slot(var)];
+    cx__cache_entry *e = (cx__cache_entry *)(void *)((char *)st->fast.cache + var->cache_off);
+    CX__ASSERT(e == &st->fast.cache[cx__slot(var)]);
     cx__cache_fill(e, var, st->fast.gen, found, value);
 }
 
+/* ------------------------------------------------------------ fast paths
+ * cx_var_set, cx_var_reset and cx_token_release first try the common case
+ * inline, with no call: a plain variable (var->plain: no box, no watcher)
+ * already bound in the calling thread's own context (private_: no lock; no
+ * bank of references out, so the map may be unique) whose path in the map
+ * the context alone holds (cx__hamt_replace_owned; unannounced, as the
+ * token cache is empty under race detectors), a token from the
+ * thread's cache and the token's variable reference from way 0 of the
+ * variable bank. Every check is made before anything changes; any that
+ * fails hands the whole call, untouched, to the general path below, which
+ * handles every case (and which the fast path must agree with: the tests
+ * run both, test_bind_cached and check-asan-cached with the caches on,
+ * the rest with them off, where no token is cached and the fast path is
+ * never taken). The slow branches are tail calls, so the fast path saves
+ * no register and needs no stack frame. */
+static int var_set_general(cx_var *var, void *value, cx_token **tokp);
+static int var_reset_general(cx_var *var, cx_token *tok);
+static void token_release_general(cx_token *tok);
+/* The fast set's top-up of the reserve (as the general set's), out of line
+ * and returning the set's result, so that the fast set tail-calls it. */
+static __attribute__((noinline)) int reserve_fill_after_set(cx__tstate *st, unsigned target)
+{
+    cx__reserve_fill(st, target);
+    return 0;
+}
+
 int cx_var_set(cx_var *var, void *value, cx_token **tokp)
+{
+    cx__tstate *st = cx__tstate_cur();
+    cx_context *ctx;
+    if (__builtin_expect(var == NULL || tokp == NULL || st == NULL || !var->plain ||
+                             (ctx = st->cur) == NULL || !ctx->private_ || ctx->bank != 0 ||
+                             st->token_cache.n == 0 || !cx__caching(),
+                         0))
+        return var_set_general(var, value, tokp);
+    cx__varbank_slot *way = &st->varbank[var->bank];
+    cx__entry e = {var, value}, prev;
+    if (__builtin_expect(way->var != var || way->n == 0 ||
+                             !cx__hamt_replace_owned_unannounced(ctx->root, &e, var->hash, &prev),
+                         0))
+        return var_set_general(var, value, tokp);
+    /* Done in the map (the old value is plain: nothing to release). */
+    way->n--; /* the token's reference to var */
+    cx_token *tok = cx__fl_pop(&st->token_cache);
+    tok->var = var;
+    tok->ctx_id = ctx->id;
+    tok->has_old = true;
+    tok->old = prev.value;
+    tok->used = false;
+    *tokp = tok;
+    cache_changed(st, var, true, value);
+    unsigned target = cx__reserve_target(st->with_depth);
+    if (__builtin_expect(st->nreserve < target, 0))
+        return reserve_fill_after_set(st, target);
+    return 0;
+}
+
+int cx_var_reset(cx_var *var, cx_token *tok)
+{
+    cx__tstate *st = cx__tstate_cur();
+    cx_context *ctx;
+    if (__builtin_expect(var == NULL || tok == NULL || tok->var != var || tok->used ||
+                             !tok->has_old || !var->plain || st == NULL ||
+                             (ctx = st->cur) == NULL || ctx->id != tok->ctx_id ||
+                             !ctx->private_ || ctx->bank != 0,
+                         0))
+        return var_reset_general(var, tok);
+    cx__entry e = {var, tok->old}, prev;
+    if (__builtin_expect(!cx__hamt_replace_owned_unannounced(ctx->root, &e, var->hash, &prev), 0))
+        return var_reset_general(var, tok);
+    /* The displaced value is plain: nothing to release. */
+    tok->used = true;
+    cache_changed(st, var, true, tok->old);
+    return 0;
+}
+
+void cx_token_release(cx_token *tok)
+{
+    cx__tstate *st = cx__tstate_cur();
+    cx_var *var;
+    if (__builtin_expect(tok == NULL || st == NULL || !(var = tok->var)->plain, 0))
+        return token_release_general(tok);
+    cx__varbank_slot *way = &st->varbank[var->bank];
+    /* The push reuses the token's first word: it comes last. */
+    if (__builtin_expect(way->var != var || way->n >= CX__VARBANK_MAX ||
+                             !cx__fl_push(&st->token_cache, tok, CX__TOKEN_CACHE),
+                         0))
+        return token_release_general(tok);
+    way->n++;
+}
+
+/* ---------------------------------------------------------- general paths */
+
+static __attribute__((noinline)) int var_set_general(cx_var *var, void *value, cx_token **tokp)
 {
     if (var == NULL)
         return CX_EINVAL;
@@ -157,7 +249,7 @@ int cx_var_set(cx_var *var, void *value, cx_token **tokp)
     return 0;
 }
 
-int cx_var_reset(cx_var *var, cx_token *tok)
+static __attribute__((noinline)) int var_reset_general(cx_var *var, cx_token *tok)
 {
     if (var == NULL || tok == NULL)
         return CX_EINVAL;
@@ -226,7 +318,7 @@ int cx_token_old_value(const cx_token *tok, void **out)
 
 bool cx_token_used(const cx_token *tok) { return tok != NULL && tok->used; }
 
-void cx_token_release(cx_token *tok)
+static __attribute__((noinline)) void token_release_general(cx_token *tok)
 {
     if (tok == NULL)
         return;

@@ -63,6 +63,14 @@ typedef struct cx__varbank_slot {
     cx_var *var;
     unsigned n;
 } cx__varbank_slot;
+/* Index in a thread's varbank of way 0 of the set that the variable of
+ * this hash uses (cx_var's `bank`). Picked by the hash's top bits: the low
+ * ones choose the map's root slot, and variables that share one there
+ * would share a set here too. */
+static inline unsigned cx__varbank_index(uint32_t hash)
+{
+    return ((hash >> 24) % CX__VARBANK_SETS) * 2u;
+}
 
 typedef struct cx__tstate {
     struct cx__fast fast; /* first: cx__fast_tls points here */

@@ -139,6 +139,14 @@ static uint32_t address_hash(const void *p)
 void cx__var_set_hash(cx_var *v, uint32_t hash)
 {
     v->hash = hash;
+    v->bank = (uint8_t)cx__varbank_index(hash);
+}
+
+void cx__var_derive(cx_var *v)
+{
+    v->plain = v->destroy == NULL && (v->flags & CX_VAR_WATCHED) == 0;
+    v->bank = (uint8_t)cx__varbank_index(v->hash);
+    v->cache_off = (uint16_t)(cx__slot(v) * sizeof(struct cx__cache_entry));
 }
 
 int cx_var_new(cx_var **out, const char *name, const cx_var_opts *opts)
@@ -152,11 +160,12 @@ int cx_var_new(cx_var **out, const char *name, const cx_var_opts *opts)
     if (v == NULL)
         return CX_ENOMEM;
     cx__ref_init(&v->ref);
-    cx__var_set_hash(v, address_hash(v));
+    v->hash = address_hash(v);
     v->has_default = opts != NULL && opts->has_default;
     v->default_value = v->has_default ? opts->default_value : NULL;
     v->destroy = opts != NULL ? opts->destroy : NULL;
     v->flags = opts != NULL ? opts->flags : 0;
+    cx__var_derive(v);
     memcpy(v->name, name, len + 1);
     *out = v;
     return 0;

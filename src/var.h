@@ -14,6 +14,14 @@ struct cx_var {
     cx__ref ref;
     uint32_t hash;       /* from the address; tests may override it */
     bool has_default;
+    /* Derived once, for the fast paths of set, reset and token release
+     * (token.c), which then read one byte instead of testing destroy and
+     * flags, or hashing again: */
+    bool plain;          /* no destroy callback and not CX_VAR_WATCHED */
+    uint8_t bank;        /* index of way 0 of its set in a thread's
+                            variable bank (tstate.h), from hash */
+    uint16_t cache_off;  /* byte offset of its lookup cache entry in
+                            struct cx__fast's cache (cx__slot(var)) */
     void *default_value; /* borrowed from the creator, never destroyed */
     void (*destroy)(void *value);
     unsigned flags;      /* CX_VAR_LOCAL, CX_VAR_WATCHED; never change */
@@ -35,6 +43,9 @@ static inline void cx__var_release_n(cx_var *v, unsigned n)
         cx__var_free(v);
 }
 
+/* Computes plain, bank and cache_off from the other fields: once, when
+ * the variable is made (cx_var_new, and the scope variable at load). */
+CX__HIDDEN void cx__var_derive(cx_var *v);
 /* Test-only: force the hash of a variable that is bound nowhere yet, to
  * build exact map shapes (collisions, depth 8). */
 CX__HIDDEN void cx__var_set_hash(cx_var *v, uint32_t hash);
