@@ -281,10 +281,10 @@ static int run_copy(cx_callback *cb, void **result, cx_callback *own)
     void *arg = cb->arg;
     int rc;
     /* The capture never changes in default mode: reading it needs no
-     * lock. The reference taken here makes the map shared, so the run's
-     * sets never update it in place. */
+     * lock. The run's context holds a reference of its own (taken here),
+     * which makes the map shared, so the run's sets never update it in
+     * place; or it borrows the callback's (below). */
     cx__node *root = cb->root;
-    cx__map_retain(root);
     cx__tstate *st = cx__caching() ? cx__tstate_cur() : NULL;
     if (st != NULL && !st->run_ctx_busy &&
         (st->run_ctx != NULL || (st->run_ctx = cx__malloc(sizeof(cx_context))) != NULL)) {
@@ -294,23 +294,35 @@ static int run_copy(cx_callback *cb, void **result, cx_callback *own)
          * into the callback. (Under a race detector blocks are not
          * cached: every run is in the slot or a block of its own, below.)
          * A run of a callback from inside another run of this thread
-         * takes the slot. */
+         * takes the slot. An invoke's run holds its reference to cb until
+         * after the context's teardown (copy_run_end), and cb holds the
+         * capture: the context borrows it, and takes a reference only if
+         * fn changes it (context.h, `borrowed`). A run from
+         * cx_callback_run holds no reference (fn may drop the caller's). */
         st->run_ctx_busy = true;
-        r.ctx = cx__context_embed(st->run_ctx, root);
+        if (own == cb) {
+            r.ctx = cx__context_embed_borrowed(st->run_ctx, root);
+        } else {
+            cx__map_retain(root);
+            r.ctx = cx__context_embed(st->run_ctx, root);
+        }
         r.st_of = st;
-    } else if (ck_pr_cas_uint(&cb->slot_busy, 0, 1)) {
-        /* The previous user of the slot is done with it. */
-        ck_pr_fence_acquire();
-        CX__HAPPENS_AFTER(&cb->slot_busy);
-        r.ctx = cx__context_embed(&cb->u.slot, root);
-        r.slot_of = cb;
-        if (r.ref == NULL)
-            r.ref = cx_callback_retain(cb);
     } else {
-        r.ctx = cx__context_with_root(root); /* consumes root */
-        if (r.ctx == NULL) {
-            cx_callback_release(own);
-            return CX_ENOMEM;
+        cx__map_retain(root);
+        if (ck_pr_cas_uint(&cb->slot_busy, 0, 1)) {
+            /* The previous user of the slot is done with it. */
+            ck_pr_fence_acquire();
+            CX__HAPPENS_AFTER(&cb->slot_busy);
+            r.ctx = cx__context_embed(&cb->u.slot, root);
+            r.slot_of = cb;
+            if (r.ref == NULL)
+                r.ref = cx_callback_retain(cb);
+        } else {
+            r.ctx = cx__context_with_root(root); /* consumes root */
+            if (r.ctx == NULL) {
+                cx_callback_release(own);
+                return CX_ENOMEM;
+            }
         }
     }
     pthread_cleanup_push(copy_run_end, &r);

@@ -70,6 +70,7 @@ static cx_context *context_init(cx_context *ctx, cx__node *root, bool private_, 
     ctx->id = next_id();
     ctx->root = root;
     ctx->bank = 0;
+    ctx->borrowed = false;
     ctx->enter_prev = NULL;
     ctx->enter_below = NULL;
     ctx->strand = NULL;
@@ -139,7 +140,8 @@ static void context_destroy(cx_context *ctx)
      * cx__leave_slow). */
     if (ctx->bank != 0)
         cx__hamt_unref_nonlast(ctx->root, ctx->bank);
-    map_give_back(ctx->root);
+    if (!ctx->borrowed)
+        map_give_back(ctx->root);
     track_word(ctx, true);
     if (ctx->embedded_)
         return; /* its owner frees the storage */
@@ -212,6 +214,13 @@ cx_context *cx__copy_context_private(void)
 cx_context *cx__context_embed(cx_context *ctx, cx__node *root)
 {
     return context_init(ctx, root, true, true); /* private: no lock */
+}
+
+cx_context *cx__context_embed_borrowed(cx_context *ctx, cx__node *root)
+{
+    context_init(ctx, root, true, true);
+    ctx->borrowed = true;
+    return ctx;
 }
 
 cx_context *cx__context_embed_shared(cx_context *ctx, cx__node *root)

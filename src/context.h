@@ -66,6 +66,14 @@ struct cx_context {
      * reads the root node, whose count line the threads that release
      * captures keep writing. Owned like bank. */
     bool bank_plain;
+    /* root is borrowed, not owned: the context holds no reference of its
+     * own to it (a default-mode callback's run, callback.c: the invoke
+     * holds the callback, which holds its capture, until after the
+     * context's teardown; two locked operations per invoke saved). The
+     * runner takes a reference of its own before it changes root
+     * (cx__owner_lock), and the teardown drops root only if owned. Owned
+     * like bank. */
+    bool borrowed;
 };
 
 /* References a bank takes at once when empty, and holds at most. */
@@ -139,10 +147,16 @@ static inline void cx__owner_drop_bank(cx_context *ctx)
 
 /* The owner's lock around an update of ctx->root (see private_). Every
  * change of root goes through it, so it first empties the bank
- * (cx__owner_drop_bank). */
+ * (cx__owner_drop_bank) and turns a borrowed root into an owned one. */
 static inline void cx__owner_lock(cx_context *ctx)
 {
     cx__owner_drop_bank(ctx);
+    if (__builtin_expect(ctx->borrowed, 0)) {
+        /* Ours now: the change releases it (a path copy), never the
+         * lender's. */
+        cx__map_retain(ctx->root);
+        ctx->borrowed = false;
+    }
     if (!ctx->private_)
         pthread_mutex_lock(cx__context_lock(ctx));
 }
@@ -336,6 +350,11 @@ CX__HIDDEN cx_context *cx__copy_context_private(void);
  * for an empty context): no allocation, cannot fail. Returns storage,
  * holding one reference. */
 CX__HIDDEN cx_context *cx__context_embed(cx_context *storage, cx__node *root);
+/* As cx__context_embed, but root is borrowed (not consumed): the caller
+ * keeps it alive, unchanged, until after the context's teardown, and the
+ * context takes a reference of its own only if its runner changes it
+ * (`borrowed`). */
+CX__HIDDEN cx_context *cx__context_embed_borrowed(cx_context *storage, cx__node *root);
 /* As cx__context_embed, but the context is not private: other threads may
  * read it (cx_context_copy, cx_context_get) under its striped lock while
  * its runner sets variables in it, as a pool job's context is read by

@@ -99,7 +99,8 @@ static inline void cache_changed(cx__tstate *st, const cx_var *var, bool found, 
  * cx_var_set, cx_var_reset and cx_token_release first try the common case
  * inline, with no call: a plain variable (var->plain: no box, no watcher)
  * already bound in the calling thread's own context (private_: no lock; no
- * bank of references out, so the map may be unique) whose path in the map
+ * bank of references out, so the map may be unique; its root owned, not
+ * borrowed: context.h) whose path in the map
  * the context alone holds (cx__hamt_replace_owned; unannounced, as the
  * token cache is empty under race detectors), a token from the
  * thread's cache and the token's variable reference from way 0 of the
@@ -127,7 +128,7 @@ int cx_var_set(cx_var *var, void *value, cx_token **tokp)
     cx_context *ctx;
     if (__builtin_expect(var == NULL || tokp == NULL || st == NULL || !var->plain ||
                              (ctx = st->cur) == NULL || !ctx->private_ || ctx->bank != 0 ||
-                             st->token_cache.n == 0 || !cx__caching(),
+                             ctx->borrowed || st->token_cache.n == 0 || !cx__caching(),
                          0))
         return var_set_general(var, value, tokp);
     cx__varbank_slot *way = &st->varbank[var->bank];
@@ -162,6 +163,9 @@ int cx_var_reset(cx_var *var, cx_token *tok)
                              !ctx->private_ || ctx->bank != 0,
                          0))
         return var_reset_general(var, tok);
+    /* The token's set was made in ctx, and every set owns a borrowed
+     * root first (the fast one goes general, cx__owner_lock). */
+    CX__ASSERT(!ctx->borrowed);
     cx__entry e = {var, tok->old}, prev;
     if (__builtin_expect(!cx__hamt_replace_owned_unannounced(ctx->root, &e, var->hash, &prev), 0))
         return var_reset_general(var, tok);

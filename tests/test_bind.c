@@ -312,8 +312,14 @@ static void *rearm_fn(void *p)
     rearm *r = p;
     int d = r->depth++;
     r->rc[d] = cx_var_get(r->x, &r->seen[d]);
-    if (cx_var_set(r->x, &items[7], NULL) != 0)
+    /* With a token: the set the library takes inline when it can (never
+     * in place into the capture, which the run's context only borrows
+     * while caches are on: src/context.h). */
+    cx_token *t;
+    if (cx_var_set(r->x, &items[7], &t) != 0)
         r->rc[d] = -100;
+    else
+        cx_token_release(t);
     if (d == 0)
         cx_callback_invoke(cx_callback_retain(r->self));
     return NULL;
