@@ -43,6 +43,10 @@
  *   get_hit        cx_var_get of a bound variable (the inline cache hit)
  *   get_miss       cx_var_get cycling over 1000 bound variables of 100000
  *                  (the per-thread cache misses: map walks)
+ *   bind_invoke    cx_bind of a no-op (default mode) + cx_callback_invoke
+ *                  of it, in one thread, 10 variables bound: what making a
+ *                  foreign executor's item context-aware costs in
+ *                  instructions (bench_bind measures it across threads)
  */
 #include <pthread.h>
 #include <stdbool.h>
@@ -167,6 +171,17 @@ __attribute__((noinline)) static int op_get_miss(unsigned long n)
     return rc;
 }
 
+__attribute__((noinline)) static int op_bind_invoke(unsigned long n)
+{
+    int rc = 0;
+    for (unsigned long i = 0; i < n; i++) {
+        cx_callback *cb;
+        rc |= cx_bind(&cb, noop, NULL, 0);
+        cx_callback_invoke(cb);
+    }
+    return rc;
+}
+
 /* The only function callgrind counts in (--toggle-collect=measured). */
 __attribute__((noinline)) void measured(const char *op, unsigned long n);
 void measured(const char *op, unsigned long n)
@@ -190,6 +205,8 @@ void measured(const char *op, unsigned long n)
         rc = op_get_hit(vars[5], n);
     else if (strcmp(op, "get_miss") == 0)
         rc = op_get_miss(n);
+    else if (strcmp(op, "bind_invoke") == 0)
+        rc = op_bind_invoke(n);
     else
         fail(op);
     if (rc != 0)

@@ -10,7 +10,7 @@ out=$2
 n1=${ICOUNT_N1:-1000}
 n2=${ICOUNT_N2:-11000}
 mkdir -p "$out"
-ops="malloc_free atomic_pair set_reset set_reset_new with copy_release@1 copy_release@100000 run_noop get_hit get_miss"
+ops="malloc_free atomic_pair set_reset set_reset_new with copy_release@1 copy_release@100000 run_noop get_hit get_miss bind_invoke"
 
 count() { # op n -> instructions collected inside measured()
     f="$out/callgrind.$1.$2"
@@ -45,6 +45,7 @@ END {
     verdict("get hit (instructions)", v["icount_get_hit"], 30)
     info("malloc(48)+free pair", mf, " instr")
     info("atomic inc+dec pair", at, " instr")
+    info("cx_bind + cx_callback_invoke (one thread)", v["icount_bind_invoke"], " instr")
     info("set+reset / malloc+free (instructions)", v["icount_set_reset"] / mf, "x")
     info("copy+release / malloc+free (instructions)", v["icount_copy_release@100000"] / mf, "x")
 }' "$out/icount.txt"
