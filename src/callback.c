@@ -9,11 +9,14 @@
  *
  * Default mode (flags == 0). The capture is a reference to the map that
  * was current at cx_bind (`root`); it never changes. Each run builds a
- * context holding one more reference to that map and runs in it; the map
- * is then shared, so a set inside the run path-copies and the capture
- * stays intact; the run's context, with everything the run wrote, is
- * released when the run ends. Runs may overlap: they only read `root` and
- * take map references.
+ * context around that map and runs in it: a context holding one more
+ * reference to it, or, for an invoke's run in the thread's run context
+ * (below), one that borrows the callback's (context.h `borrowed`). Either
+ * way a set inside the run path-copies and the capture stays intact: the
+ * map is shared, or the context takes a reference of its own before its
+ * first change (cx__owner_lock). The run's context, with everything the
+ * run wrote, is released when the run ends. Runs may overlap: they only
+ * read `root` and take or borrow map references.
  *
  * Where the run's context lives. While blocks are cached (no race
  * detector, no valgrind checker): in the running thread's own run
@@ -40,11 +43,11 @@
  * another thread or later; that run must start from the capture as it was
  * at cx_bind. Running in the capture would let a set update the captured
  * map in place (its count can be 1) and race with such a run. The copy
- * costs one reference-count pair on the map: no allocation, nothing
- * proportional to the variables set. (Giving the one-shot run a spare map
- * reference taken at bind, to save the executor's increment, measured no
- * different in bench_bind: the cost of bind + invoke there is the
- * allocator's, a block allocated in one thread and freed in another.)
+ * costs no allocation and nothing proportional to the variables set: a
+ * reference-count pair on the map for a cx_callback_run, nothing for an
+ * invoke in the thread's run context (the invoke holds the callback, and
+ * so its capture, until after the context's teardown: the context borrows
+ * the capture).
  *
  * Shared mode (CX_BIND_SHARED). The capture is a context holding the
  * captured map, and the one context every run enters. `busy` (under

@@ -93,8 +93,8 @@ static inline void map_give_back(cx__node *root)
 {
     cx_context *cur = cx__current();
     /* cur is entered by this thread: its bank is ours to change. root is
-     * not cur's last reference (cur holds its own), so keeping it banked
-     * delays nothing. */
+     * not cur's last reference (cur holds its own, or cur's lender while
+     * borrowed), so keeping it banked delays nothing. */
     if (root != NULL && cur != NULL && cur->root == root && cur->bank < CX__BANK_MAX) {
         cur->bank++;
         return;

@@ -46,7 +46,8 @@ struct cx_context {
                                 before (borrowed) */
     struct cx__strand *strand; /* pool jobs queued into this context
                                   (strand.c); NULL until the first */
-    cx__node *root; /* owned; NULL is the empty map */
+    cx__node *root; /* owned, unless `borrowed` (below); NULL is the
+                       empty map */
     /* The bank: references to root the context holds beyond its own
      * (0 when root is NULL), taken and given back by its runner alone
      * without locked instructions (cx__owner_root_ref; context.c).
@@ -125,7 +126,8 @@ static inline cx__node *cx__owner_root_ref(cx_context *ctx)
     if (root == NULL)
         return NULL;
     if (__builtin_expect(ctx->bank == 0, 0)) {
-        /* The runner holds a reference (the context's): adding is safe. */
+        /* root is held (the context's reference, or its lender's while
+         * borrowed) as long as the runner runs: adding is safe. */
         cx__hamt_retain_n(root, CX__BANK_FILL);
         ctx->bank = CX__BANK_FILL;
         ctx->bank_plain = cx__map_nlocal(root) == 0;
@@ -136,7 +138,8 @@ static inline cx__node *cx__owner_root_ref(cx_context *ctx)
 /* Empties ctx's bank, for its runner, before it changes ctx->root: the
  * banked references go back to the count in one atomic subtraction, so
  * that a root held by the context alone is seen unique again (and updated
- * in place). Never the last: the context keeps its own reference. */
+ * in place). Never the last: the context keeps its own reference (or its
+ * lender does, while root is borrowed). */
 static inline void cx__owner_drop_bank(cx_context *ctx)
 {
     if (__builtin_expect(ctx->bank != 0, 0)) {

@@ -97,20 +97,20 @@ static inline void cache_changed(cx__tstate *st, const cx_var *var, bool found, 
 
 /* ------------------------------------------------------------ fast paths
  * cx_var_set, cx_var_reset and cx_token_release first try the common case
- * inline, with no call: a plain variable (var->plain: no box, no watcher)
- * already bound in the calling thread's own context (private_: no lock; no
- * bank of references out, so the map may be unique; its root owned, not
- * borrowed: context.h) whose path in the map
- * the context alone holds (cx__hamt_replace_owned; unannounced, as the
- * token cache is empty under race detectors), a token from the
- * thread's cache and the token's variable reference from way 0 of the
- * variable bank. Every check is made before anything changes; any that
- * fails hands the whole call, untouched, to the general path below, which
- * handles every case (and which the fast path must agree with: the tests
- * run both, test_bind_cached and check-asan-cached with the caches on,
- * the rest with them off, where no token is cached and the fast path is
- * never taken). The slow branches are tail calls, so the fast path saves
- * no register and needs no stack frame. */
+ * inline, with no call, and only while blocks are cached (cx__caching():
+ * the default allocator, no race detector, no valgrind checker): a plain
+ * variable (var->plain: no box, no watcher) already bound in the calling
+ * thread's own context (private_: no lock; no bank of references out, so
+ * the map may be unique; its root owned, not borrowed: context.h) on a
+ * path the context alone holds (cx__hamt_replace_owned; unannounced,
+ * since no detector is attached), a token from the thread's cache and the
+ * token's variable reference from way 0 of the variable bank. Every check
+ * is made before anything changes; any that fails hands the whole call,
+ * untouched, to the general path below, which handles every case. The
+ * native tests and check-asan-cached run the inline paths; valgrind's
+ * tools and the other sanitizer builds run only the general ones. The
+ * slow branches are tail calls, so the common case needs no stack frame
+ * and saves few registers. */
 static int var_set_general(cx_var *var, void *value, cx_token **tokp);
 static int var_reset_general(cx_var *var, cx_token *tok);
 static void token_release_general(cx_token *tok);
@@ -160,7 +160,7 @@ int cx_var_reset(cx_var *var, cx_token *tok)
     if (__builtin_expect(var == NULL || tok == NULL || tok->var != var || tok->used ||
                              !tok->has_old || !var->plain || st == NULL ||
                              (ctx = st->cur) == NULL || ctx->id != tok->ctx_id ||
-                             !ctx->private_ || ctx->bank != 0,
+                             !ctx->private_ || ctx->bank != 0 || !cx__caching(),
                          0))
         return var_reset_general(var, tok);
     /* The token's set was made in ctx, and every set owns a borrowed

@@ -8,6 +8,8 @@
  * a naive array model after every operation, with shared (copied) roots so
  * that both the in-place update path and the path-copy path run.
  */
+#include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1196,6 +1198,94 @@ static void public_api_random_set_reset_matches_model(void **state)
         cx_var_release(d.vars[i]);
 }
 
+/* ===================================== in-place updates after a release
+ * A reset that updates a node in place must announce (to race detectors)
+ * the release that made the node unique again: here another thread read
+ * the node through a copy of the context and then released the copy, and
+ * nothing else orders that thread's read before the reset's write. Under
+ * ThreadSanitizer the two threads meet only through a relaxed flag, so a
+ * reset that skipped the announcement is a reported race (check-tsan
+ * halts on it). Elsewhere the thread is joined first (helgrind and DRD
+ * would report the flag itself), and the test checks the values. */
+static cx_var *shared_x;
+static int shared_read_done;
+
+static void *read_shared_x(void *arg)
+{
+    (void)arg;
+    void *v = NULL;
+    return cx_var_get(shared_x, &v) == 0 ? v : NULL;
+}
+
+static void *copy_reader(void *p)
+{
+    cx_context *c = p;
+    void *seen = NULL;
+    if (cx_context_run(c, read_shared_x, NULL, &seen) != 0)
+        seen = NULL;
+    cx_context_release(c);
+    __atomic_store_n(&shared_read_done, 1, __ATOMIC_RELAXED);
+    return seen;
+}
+
+#if defined(__SANITIZE_THREAD__)
+#define MAP_TEST_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define MAP_TEST_TSAN 1
+#endif
+#endif
+
+static void reset_in_place_after_another_thread_released_its_copy(void **state)
+{
+    (void)state;
+    static int val[6];
+    /* x and y share their root slot (low 5 bits 1): a child node N. */
+    shared_x = new_var("x", 0x01u, NULL);
+    cx_var *y = new_var("y", 0x21u, NULL);
+    cx_var *z = new_var("z", 0x02u, NULL);
+    cx_token *tx[3], *ty, *tz[2];
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(cx_var_set(shared_x, &val[i], &tx[i]), 0);
+    assert_int_equal(cx_var_set(y, &val[3], &ty), 0);
+    assert_int_equal(cx_var_set(z, &val[4], &tz[0]), 0);
+    cx_context *c = cx_copy_context();
+    assert_non_null(c);
+    /* The root is copied, N stays shared with the copy. */
+    assert_int_equal(cx_var_set(z, &val[5], &tz[1]), 0);
+    __atomic_store_n(&shared_read_done, 0, __ATOMIC_RELAXED);
+    pthread_t th;
+    void *seen = NULL;
+    assert_int_equal(pthread_create(&th, NULL, copy_reader, c), 0);
+#ifdef MAP_TEST_TSAN
+    while (!__atomic_load_n(&shared_read_done, __ATOMIC_RELAXED))
+        sched_yield();
+    /* N is unique again: the reset updates it in place. */
+    assert_int_equal(cx_var_reset(shared_x, tx[2]), 0);
+    assert_int_equal(pthread_join(th, &seen), 0);
+#else
+    assert_int_equal(pthread_join(th, &seen), 0);
+    assert_int_equal(cx_var_reset(shared_x, tx[2]), 0);
+#endif
+    assert_ptr_equal(seen, &val[2]);
+    void *v;
+    assert_int_equal(cx_var_get(shared_x, &v), 0);
+    assert_ptr_equal(v, &val[1]);
+    assert_int_equal(cx_var_reset(z, tz[1]), 0);
+    assert_int_equal(cx_var_reset(z, tz[0]), 0);
+    assert_int_equal(cx_var_reset(y, ty), 0);
+    assert_int_equal(cx_var_reset(shared_x, tx[1]), 0);
+    assert_int_equal(cx_var_reset(shared_x, tx[0]), 0);
+    for (int i = 0; i < 3; i++)
+        cx_token_release(tx[i]);
+    cx_token_release(ty);
+    cx_token_release(tz[0]);
+    cx_token_release(tz[1]);
+    cx_var_release(shared_x);
+    cx_var_release(y);
+    cx_var_release(z);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1219,6 +1309,7 @@ int main(void)
         cmocka_unit_test(validator_reports_a_key_off_its_path),
         cmocka_unit_test(public_api_handles_collisions_and_depth_eight),
         cmocka_unit_test(public_api_random_set_reset_matches_model),
+        cmocka_unit_test(reset_in_place_after_another_thread_released_its_copy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
