@@ -5,7 +5,8 @@
  * count, the capture and the room its runs need (a context embedded in
  * the object: private, no lock, no separate allocation). Each mode
  * allocates only its own part. While blocks are cached, a default-mode
- * callback is a block of its binder's slabs (slab.h), not a malloc.
+ * callback is a block of its binder's slabs (slab.h), not a malloc, and
+ * has no run slot (below): a slab block is one cache line.
  *
  * Default mode (flags == 0). The capture is a reference to the map that
  * was current at cx_bind (`root`); it never changes. Each run builds a
@@ -24,10 +25,11 @@
  * claims and leaves it with plain stores (cx__run_private) and writes
  * nothing into the callback; a run nested in another run of the same
  * thread finds it busy and goes on as below. Otherwise: in the
- * callback's run slot, a second
- * embedded context, claimed by a compare-and-swap (`slot_busy`); a run
- * that finds the slot taken (runs overlapping in several threads, or a
- * run of the callback from inside its own run) allocates a context
+ * callback's run slot, a second embedded context, claimed by a
+ * compare-and-swap (`slot_busy`); a run that finds the slot taken (runs
+ * overlapping in several threads, or a run of the callback from inside
+ * its own run), or a callback in a slab block, which has no slot (caches
+ * turned off since the bind, or a nested run), allocates a context
  * instead. The common case, bind then one invoke, so allocates nothing
  * beyond the callback. Not on the runner's stack: the context's words are
  * handoff addresses for race detectors, and DRD keeps what it learnt
@@ -104,7 +106,8 @@ struct cx_callback {
 /* Each mode allocates only its part of the union. */
 #define DEFAULT_SIZE (offsetof(struct cx_callback, u) + sizeof(cx_context))
 #define SHARED_SIZE (offsetof(struct cx_callback, u) + sizeof(struct serial))
-_Static_assert(DEFAULT_SIZE <= CX__SLAB_BLOCK, "a default callback fits a slab block");
+#define SLAB_SIZE offsetof(struct cx_callback, u)
+_Static_assert(SLAB_SIZE <= CX__SLAB_BLOCK, "a slab callback fits a slab block");
 
 static void callback_mem_free(cx_callback *cb)
 {
@@ -312,7 +315,7 @@ static int run_copy(cx_callback *cb, void **result, cx_callback *own)
         r.st_of = st;
     } else {
         cx__map_retain(root);
-        if (ck_pr_cas_uint(&cb->slot_busy, 0, 1)) {
+        if (cb->slab == NULL && ck_pr_cas_uint(&cb->slot_busy, 0, 1)) {
             /* The previous user of the slot is done with it. */
             ck_pr_fence_acquire();
             CX__HAPPENS_AFTER(&cb->slot_busy);

@@ -41,13 +41,16 @@
  *
  * The cost of slabs: a slab is reused or freed only once every block of
  * it is back, so a callback that lives long (one per connection, kept
- * until it closes) keeps its whole slab: at worst 31 times the memory a
- * malloc'd callback would hold. Small slabs keep that bound low; the ring
- * keeps about 2,000 recently used blocks between a block's free and its
- * reuse, and drains when the thread's callbacks come back as fast as it
- * binds (slab_next). */
-#define CX__SLAB_BLOCK 128u
-#define CX__SLAB_BLOCKS 31u
+ * until it closes) keeps its whole slab: at worst 62 times the memory a
+ * malloc'd callback would hold (4 KiB). Small slabs keep that bound low;
+ * the ring keeps about 4,000 recently used blocks between a block's free
+ * and its reuse, and drains when the thread's callbacks come back as fast
+ * as it binds (slab_next). A block is one cache line: a callback's fields
+ * without its run slot (callback.c), so a backlog of callbacks waiting in
+ * an executor's queue spans half the memory (and page faults) it did with
+ * 128-byte blocks. */
+#define CX__SLAB_BLOCK 64u
+#define CX__SLAB_BLOCKS 62u
 #define CX__SLAB_RETIRED 64u
 
 typedef struct cx__slab cx__slab;
