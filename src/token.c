@@ -104,7 +104,7 @@ static inline void cache_changed(cx__tstate *st, const cx_var *var, bool found, 
  * the map may be unique; its root owned, not borrowed: context.h) on a
  * path the context alone holds (cx__hamt_replace_owned; unannounced,
  * since no detector is attached), a token from the thread's cache and the
- * token's variable reference from way 0 of the variable bank. Every check
+ * token's variable reference from a way of the variable bank. Every check
  * is made before anything changes; any that fails hands the whole call,
  * untouched, to the general path below, which handles every case. The
  * native tests and check-asan-cached run the inline paths; valgrind's
@@ -131,11 +131,15 @@ int cx_var_set(cx_var *var, void *value, cx_token **tokp)
                              ctx->borrowed || st->token_cache.n == 0 || !cx__caching(),
                          0))
         return var_set_general(var, value, tokp);
+    /* The token's variable reference: from either way of var's set. */
     cx__varbank_slot *way = &st->varbank[var->bank];
+    if (__builtin_expect(way->var != var || way->n == 0, 0)) {
+        way++;
+        if (way->var != var || way->n == 0)
+            return var_set_general(var, value, tokp);
+    }
     cx__entry e = {var, value}, prev;
-    if (__builtin_expect(way->var != var || way->n == 0 ||
-                             !cx__hamt_replace_owned_unannounced(ctx->root, &e, var->hash, &prev),
-                         0))
+    if (__builtin_expect(!cx__hamt_replace_owned_unannounced(ctx->root, &e, var->hash, &prev), 0))
         return var_set_general(var, value, tokp);
     /* Done in the map (the old value is plain: nothing to release). */
     way->n--; /* the token's reference to var */
@@ -181,11 +185,16 @@ void cx_token_release(cx_token *tok)
     cx_var *var;
     if (__builtin_expect(tok == NULL || st == NULL || !(var = tok->var)->plain, 0))
         return token_release_general(tok);
+    /* Back into the way of var's set that holds var (as the general
+     * path's var_ref_drop, which also lets an empty way adopt it). */
     cx__varbank_slot *way = &st->varbank[var->bank];
+    if (__builtin_expect(way->var != var || way->n >= CX__VARBANK_MAX, 0)) {
+        way++;
+        if (way->var != var || way->n >= CX__VARBANK_MAX)
+            return token_release_general(tok);
+    }
     /* The push reuses the token's first word: it comes last. */
-    if (__builtin_expect(way->var != var || way->n >= CX__VARBANK_MAX ||
-                             !cx__fl_push(&st->token_cache, tok, CX__TOKEN_CACHE),
-                         0))
+    if (__builtin_expect(!cx__fl_push(&st->token_cache, tok, CX__TOKEN_CACHE), 0))
         return token_release_general(tok);
     way->n++;
 }
