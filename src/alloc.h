@@ -64,14 +64,19 @@ typedef struct cx__freelist {
     unsigned n;
 } cx__freelist;
 static inline bool cx__caching(void);
-static inline void *cx__fl_pop(cx__freelist *fl)
+/* Pops a block the caller knows is there (n != 0, caching on). */
+static inline void *cx__fl_take(cx__freelist *fl)
 {
-    if (fl->n == 0 || !cx__caching())
-        return NULL;
     void *b = fl->head;
     fl->head = *(void **)b;
     fl->n--;
     return b;
+}
+static inline void *cx__fl_pop(cx__freelist *fl)
+{
+    if (fl->n == 0 || !cx__caching())
+        return NULL;
+    return cx__fl_take(fl);
 }
 static inline bool cx__fl_push(cx__freelist *fl, void *b, unsigned max)
 {
@@ -85,12 +90,8 @@ static inline bool cx__fl_push(cx__freelist *fl, void *b, unsigned max)
 /* Frees every cached block (with the installed allocator). */
 static inline void cx__fl_drain(cx__freelist *fl)
 {
-    while (fl->n != 0) {
-        void *b = fl->head;
-        fl->head = *(void **)b;
-        fl->n--;
-        cx__free(b);
-    }
+    while (fl->n != 0)
+        cx__free(cx__fl_take(fl));
 }
 #if CX__CACHE_BUILT
 /* cx__allocator_is_default && no detector && not under valgrind's

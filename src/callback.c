@@ -300,7 +300,8 @@ static int run_copy(cx_callback *cb, void **result, cx_callback *own)
          * into the callback. (Under a race detector blocks are not
          * cached: every run is in the slot or a block of its own, below.)
          * A run of a callback from inside another run of this thread
-         * takes the slot. An invoke's run holds its reference to cb until
+         * goes on below (the slot; a slab callback has none: a context
+         * of its own). An invoke's run holds its reference to cb until
          * after the context's teardown (copy_run_end), and cb holds the
          * capture: the context borrows it, and takes a reference only if
          * fn changes it (context.h, `borrowed`). A run from

@@ -22,21 +22,30 @@ static inline cx__varbank_slot *varbank_set(cx__tstate *st, const cx_var *var)
     return &st->varbank[var->bank];
 }
 
+/* The way of var's set that holds var with a reference to take (take) or
+ * room for one more (!take), or NULL. Borrowed. */
+static inline __attribute__((always_inline)) cx__varbank_slot *
+varbank_way(cx__tstate *st, const cx_var *var, bool take)
+{
+    cx__varbank_slot *set = varbank_set(st, var);
+    for (unsigned w = 0; w < 2; w++)
+        if (set[w].var == var && (take ? set[w].n != 0 : set[w].n < CX__VARBANK_MAX))
+            return &set[w];
+    return NULL;
+}
+
 /* The token's reference to its variable, from this thread's variable
  * bank (tstate.h) when a way of var's set has some; else refilled with
  * one atomic add into way 0, whose variable moves to way 1 (and way 1's
  * references go back to their variable first). */
 static inline void var_ref_take(cx__tstate *st, cx_var *var)
 {
+    cx__varbank_slot *sl = varbank_way(st, var, true);
+    if (__builtin_expect(sl != NULL, 1)) {
+        sl->n--;
+        return;
+    }
     cx__varbank_slot *set = varbank_set(st, var);
-    if (__builtin_expect(set[0].var == var && set[0].n != 0, 1)) {
-        set[0].n--;
-        return;
-    }
-    if (set[1].var == var && set[1].n != 0) {
-        set[1].n--;
-        return;
-    }
     if (!cx__allocator_is_default) {
         cx__var_retain(var);
         return;
@@ -51,21 +60,22 @@ static inline void var_ref_take(cx__tstate *st, cx_var *var)
 }
 
 /* A token's reference to var, dropped: into this thread's bank when a way
- * of its set holds var (or nothing), else released. */
+ * of its set holds var, or is empty and adopts it (only while banks are
+ * in use); else released. */
 static inline void var_ref_drop(cx_var *var)
 {
     cx__tstate *st = cx__tstate_cur();
     if (st != NULL) {
-        cx__varbank_slot *set = varbank_set(st, var);
-        for (unsigned w = 0; w < 2; w++) {
-            cx__varbank_slot *sl = &set[w];
-            /* An empty way adopts var (only while banks are in use). */
-            if (sl->n == 0 ? cx__allocator_is_default
-                           : sl->var == var && sl->n < CX__VARBANK_MAX) {
+        cx__varbank_slot *sl = varbank_way(st, var, false);
+        if (sl == NULL && cx__allocator_is_default) {
+            cx__varbank_slot *set = varbank_set(st, var);
+            sl = set[0].n == 0 ? &set[0] : set[1].n == 0 ? &set[1] : NULL;
+            if (sl != NULL)
                 sl->var = var;
-                sl->n++;
-                return;
-            }
+        }
+        if (sl != NULL) {
+            sl->n++;
+            return;
         }
     }
     cx__var_release(var);
@@ -132,18 +142,15 @@ int cx_var_set(cx_var *var, void *value, cx_token **tokp)
                          0))
         return var_set_general(var, value, tokp);
     /* The token's variable reference: from either way of var's set. */
-    cx__varbank_slot *way = &st->varbank[var->bank];
-    if (__builtin_expect(way->var != var || way->n == 0, 0)) {
-        way++;
-        if (way->var != var || way->n == 0)
-            return var_set_general(var, value, tokp);
-    }
+    cx__varbank_slot *way = varbank_way(st, var, true);
+    if (__builtin_expect(way == NULL, 0))
+        return var_set_general(var, value, tokp);
     cx__entry e = {var, value}, prev;
     if (__builtin_expect(!cx__hamt_replace_owned_unannounced(ctx->root, &e, var->hash, &prev), 0))
         return var_set_general(var, value, tokp);
     /* Done in the map (the old value is plain: nothing to release). */
     way->n--; /* the token's reference to var */
-    cx_token *tok = cx__fl_pop(&st->token_cache);
+    cx_token *tok = cx__fl_take(&st->token_cache); /* checked above */
     tok->var = var;
     tok->ctx_id = ctx->id;
     tok->has_old = true;
@@ -185,16 +192,11 @@ void cx_token_release(cx_token *tok)
     cx_var *var;
     if (__builtin_expect(tok == NULL || st == NULL || !(var = tok->var)->plain, 0))
         return token_release_general(tok);
-    /* Back into the way of var's set that holds var (as the general
-     * path's var_ref_drop, which also lets an empty way adopt it). */
-    cx__varbank_slot *way = &st->varbank[var->bank];
-    if (__builtin_expect(way->var != var || way->n >= CX__VARBANK_MAX, 0)) {
-        way++;
-        if (way->var != var || way->n >= CX__VARBANK_MAX)
-            return token_release_general(tok);
-    }
-    /* The push reuses the token's first word: it comes last. */
-    if (__builtin_expect(!cx__fl_push(&st->token_cache, tok, CX__TOKEN_CACHE), 0))
+    /* Back into the way of var's set that holds var (the general path's
+     * var_ref_drop also lets an empty way adopt it). The push reuses the
+     * token's first word: it comes last. */
+    cx__varbank_slot *way = varbank_way(st, var, false);
+    if (__builtin_expect(way == NULL || !cx__fl_push(&st->token_cache, tok, CX__TOKEN_CACHE), 0))
         return token_release_general(tok);
     way->n++;
 }

@@ -139,7 +139,7 @@ static uint32_t address_hash(const void *p)
 void cx__var_set_hash(cx_var *v, uint32_t hash)
 {
     v->hash = hash;
-    v->bank = (uint8_t)cx__varbank_index(hash);
+    cx__var_derive(v); /* bank follows the hash */
 }
 
 void cx__var_derive(cx_var *v)
