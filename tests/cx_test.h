@@ -4,6 +4,15 @@
 
 #include <stdlib.h>
 
+/* Defined when the test program is built with ThreadSanitizer. */
+#if defined(__SANITIZE_THREAD__)
+#define CX_TEST_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define CX_TEST_TSAN 1
+#endif
+#endif
+
 /* Stress sizes scale with CX_TEST_SCALE (percent, default 100): make check
  * runs valgrind with a few percent, a soak with thousands. Never below 1. */
 static inline unsigned cx_test_scaled(unsigned n)

@@ -1228,14 +1228,6 @@ static void *copy_reader(void *p)
     return seen;
 }
 
-#if defined(__SANITIZE_THREAD__)
-#define MAP_TEST_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define MAP_TEST_TSAN 1
-#endif
-#endif
-
 static void reset_in_place_after_another_thread_released_its_copy(void **state)
 {
     (void)state;
@@ -1257,7 +1249,7 @@ static void reset_in_place_after_another_thread_released_its_copy(void **state)
     pthread_t th;
     void *seen = NULL;
     assert_int_equal(pthread_create(&th, NULL, copy_reader, c), 0);
-#ifdef MAP_TEST_TSAN
+#ifdef CX_TEST_TSAN
     while (!__atomic_load_n(&shared_read_done, __ATOMIC_RELAXED))
         sched_yield();
     /* N is unique again: the reset updates it in place. */

@@ -25,15 +25,7 @@
 #include "cxpool.h"
 #include "cxvars.h"
 
-#if defined(__SANITIZE_THREAD__)
-#define TEST_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define TEST_TSAN 1
-#endif
-#endif
-
-#ifdef TEST_TSAN
+#ifdef CX_TEST_TSAN
 /* The fork test creates threads in a child of a multi-threaded process,
  * which TSan refuses by default. */
 const char *__tsan_default_options(void);
